@@ -1,0 +1,220 @@
+//! Four-level x86_64 page tables.
+//!
+//! ```text
+//!  CR3 ─► PML4 ──► PDPT ──► PD ──► PT ──► 4 KiB frame
+//!         [9 bits] [9]  │    [9] │  [9]    [12 bits offset]
+//!                       └ PS: 1 GiB page └ PS: 2 MiB page
+//! ```
+//! Page-table frames come from the kernel pool. Tables for the user half belong to one
+//! address space; the kernel half (PML4 slots 256..511) points to tables shared by all.
+//!
+//! # Invariants
+//! - Intermediate entries for user addresses have U, W and P set (rights live in leaves).
+//! - A user-half table frame is referenced by exactly one parent entry.
+
+use super::layout::{phys_to_virt, USER_END};
+use crate::kmem::{self, OutOfMemory};
+
+/// Page-table entry bits.
+pub mod pte {
+    pub const PRESENT: u64 = 1 << 0;
+    pub const WRITE: u64 = 1 << 1;
+    pub const USER: u64 = 1 << 2;
+    pub const PWT: u64 = 1 << 3;
+    pub const PCD: u64 = 1 << 4;
+    pub const ACCESSED: u64 = 1 << 5;
+    pub const DIRTY: u64 = 1 << 6;
+    pub const HUGE: u64 = 1 << 7;
+    pub const GLOBAL: u64 = 1 << 8;
+    pub const NX: u64 = 1 << 63;
+    /// Physical-address bits of an entry.
+    pub const ADDR: u64 = 0x000F_FFFF_FFFF_F000;
+}
+
+/// Hardware page sizes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PageSize {
+    Size4K,
+    Size2M,
+    Size1G,
+}
+
+impl PageSize {
+    /// Size in bytes.
+    pub const fn bytes(self) -> u64 {
+        match self {
+            PageSize::Size4K => 1 << 12,
+            PageSize::Size2M => 1 << 21,
+            PageSize::Size1G => 1 << 30,
+        }
+    }
+
+    /// The table level the leaf lives in (1 = PT, 2 = PD, 3 = PDPT).
+    const fn level(self) -> usize {
+        match self {
+            PageSize::Size4K => 1,
+            PageSize::Size2M => 2,
+            PageSize::Size1G => 3,
+        }
+    }
+}
+
+/// A leaf found by [`translate`].
+#[derive(Debug, Clone, Copy)]
+pub struct Leaf {
+    pub phys: u64,
+    pub size: PageSize,
+    pub flags: u64,
+}
+
+#[inline(always)]
+fn table(pa: u64) -> *mut u64 {
+    phys_to_virt(pa) as *mut u64
+}
+
+#[inline(always)]
+fn index(va: u64, level: usize) -> usize {
+    ((va >> (12 + 9 * (level - 1))) & 0x1FF) as usize
+}
+
+/// Returns a pointer to the entry for `va` at `level`, creating missing intermediate
+/// tables with `inter_flags` when `create` is set.
+fn walk(root: u64, va: u64, level: usize, create: bool, inter_flags: u64) -> Result<Option<*mut u64>, OutOfMemory> {
+    let mut t = root;
+    let mut lvl = 4;
+    loop {
+        // SAFETY: `t` is a page-table frame (root or reached through present entries),
+        // mapped by the direct map; the index is < 512.
+        let entry = unsafe { table(t).add(index(va, lvl)) };
+        if lvl == level {
+            return Ok(Some(entry));
+        }
+        // SAFETY: `entry` points into a live table (above).
+        let e = unsafe { *entry };
+        if e & pte::PRESENT == 0 {
+            if !create {
+                return Ok(None);
+            }
+            let new = kmem::alloc_frame()?;
+            // SAFETY: as above; installing a fresh zeroed table.
+            unsafe { *entry = new | inter_flags };
+            t = new;
+        } else if e & pte::HUGE != 0 {
+            return Ok(None);
+        } else {
+            t = e & pte::ADDR;
+        }
+        lvl -= 1;
+    }
+}
+
+/// Maps `va` → `pa` with a page of `size` and leaf `flags` (PRESENT is added).
+/// Replaces any previous leaf at that slot. Missing tables are allocated.
+pub fn map(root: u64, va: u64, pa: u64, size: PageSize, flags: u64) -> Result<(), OutOfMemory> {
+    let inter = if va < USER_END { pte::PRESENT | pte::WRITE | pte::USER } else { pte::PRESENT | pte::WRITE | (flags & pte::USER) };
+    let entry = walk(root, va, size.level(), true, inter)?.ok_or(OutOfMemory)?;
+    let huge = if size == PageSize::Size4K { 0 } else { pte::HUGE };
+    // SAFETY: `walk` returned a pointer into a live table.
+    unsafe { *entry = pa | flags | huge | pte::PRESENT };
+    Ok(())
+}
+
+/// Finds the leaf mapping `va`.
+pub fn translate(root: u64, va: u64) -> Option<Leaf> {
+    let mut t = root;
+    for lvl in (1..=4).rev() {
+        // SAFETY: `t` is a live table frame reached through present entries.
+        let e = unsafe { *table(t).add(index(va, lvl)) };
+        if e & pte::PRESENT == 0 {
+            return None;
+        }
+        let size = match lvl {
+            3 if e & pte::HUGE != 0 => Some(PageSize::Size1G),
+            2 if e & pte::HUGE != 0 => Some(PageSize::Size2M),
+            1 => Some(PageSize::Size4K),
+            _ => None,
+        };
+        if let Some(size) = size {
+            let base = e & pte::ADDR & !(size.bytes() - 1);
+            return Some(Leaf { phys: base + (va & (size.bytes() - 1)), size, flags: e & !pte::ADDR });
+        }
+        t = e & pte::ADDR;
+    }
+    None
+}
+
+/// Removes the leaf mapping `va` and returns it (with its accessed/dirty bits).
+pub fn unmap(root: u64, va: u64) -> Option<Leaf> {
+    let leaf = translate(root, va)?;
+    let entry = walk(root, va, leaf.size.level(), false, 0).ok().flatten()?;
+    // SAFETY: `entry` points at the present leaf found above.
+    unsafe { *entry = 0 };
+    Some(leaf)
+}
+
+/// Changes the leaf flags for `va` (keeping its frame); returns the old leaf.
+pub fn protect(root: u64, va: u64, flags: u64) -> Option<Leaf> {
+    let leaf = translate(root, va)?;
+    let entry = walk(root, va, leaf.size.level(), false, 0).ok().flatten()?;
+    // SAFETY: `entry` points at the present leaf found above.
+    unsafe { *entry = (*entry & pte::ADDR) | flags | pte::PRESENT | if leaf.size == PageSize::Size4K { 0 } else { pte::HUGE } };
+    Some(leaf)
+}
+
+/// Frees every page-table frame of the user half of `root` (not the mapped frames).
+pub fn free_user_tables(root: u64) {
+    fn free_level(t: u64, level: usize) {
+        for i in 0..512 {
+            // SAFETY: `t` is a live table frame owned by this address space.
+            let e = unsafe { *table(t).add(i) };
+            if e & pte::PRESENT != 0 && e & pte::HUGE == 0 && level > 1 {
+                free_level(e & pte::ADDR, level - 1);
+            }
+        }
+        // SAFETY: the table is unreachable once its parent is dropped (caller's contract:
+        // the space is being destroyed), and it came from the pool.
+        unsafe { kmem::free_frame(t) };
+    }
+    for i in 0..super::layout::KERNEL_PML4_FIRST {
+        // SAFETY: `root` is a live PML4 frame.
+        let e = unsafe { *table(root).add(i) };
+        if e & pte::PRESENT != 0 {
+            free_level(e & pte::ADDR, 3);
+            // SAFETY: as above; clearing the slot we just freed.
+            unsafe { *table(root).add(i) = 0 };
+        }
+    }
+}
+
+/// Copies the kernel half of `from` into the PML4 `to`.
+pub fn copy_kernel_half(from: u64, to: u64) {
+    for i in super::layout::KERNEL_PML4_FIRST..512 {
+        // SAFETY: both are live PML4 frames; kernel-half entries are shared by design.
+        unsafe { *table(to).add(i) = *table(from).add(i) };
+    }
+}
+
+/// Invalidates the TLB entry for `va` in the current address space.
+#[inline]
+pub fn invlpg(va: u64) {
+    // SAFETY: invalidating a TLB entry has no memory-safety effect.
+    unsafe { core::arch::asm!("invlpg [{}]", in(reg) va, options(nostack, preserves_flags)) };
+}
+
+/// Reads CR3.
+pub fn read_cr3() -> u64 {
+    let v: u64;
+    // SAFETY: reading CR3 has no side effects.
+    unsafe { core::arch::asm!("mov {}, cr3", out(reg) v, options(nomem, nostack, preserves_flags)) };
+    v
+}
+
+/// Loads CR3.
+///
+/// # Safety
+/// `value` must name a PML4 whose kernel half maps the running kernel.
+#[inline(always)]
+pub unsafe fn write_cr3(value: u64) {
+    // SAFETY: forwarded to the caller's contract.
+    unsafe { core::arch::asm!("mov cr3, {}", in(reg) value, options(nostack, preserves_flags)) };
+}

@@ -1,0 +1,276 @@
+//! The scheduler: 256 fixed priorities, round robin within a priority.
+//!
+//! Ready threads sit in one circular doubly linked list per priority, with a 256-bit map
+//! of non-empty lists, so picking the next thread is a find-first-set and a pointer load.
+//! The running thread stays at the head of its list; when its timeslice ends it moves to
+//! the tail. The local APIC timer is armed, one shot, for the end of the running thread's
+//! timeslice (or the nearest timeout, whichever comes first).
+//!
+//! # Invariants
+//! - A thread is on a ready list iff its state is `Ready` and it is not halted.
+//! - `BITMAP` bit p is set iff list p is non-empty.
+
+use crate::arch::{self, apic, cpu, gdt};
+use crate::thread::{State, Tcb};
+use crate::util::KCell;
+
+/// Default timeslice (X.2 leaves it to the kernel).
+pub const DEFAULT_TIMESLICE_US: u64 = 10_000;
+
+struct Sched {
+    heads: [*mut Tcb; 256],
+    bitmap: [u64; 4],
+    /// The running thread (null = idle).
+    current: *mut Tcb,
+    /// When the running thread was dispatched (for timeslice accounting).
+    dispatched_at: u64,
+    /// The idle context's saved stack pointer.
+    idle_sp: u64,
+}
+
+static SCHED: KCell<Sched> = KCell::new(Sched {
+    heads: [core::ptr::null_mut(); 256],
+    bitmap: [0; 4],
+    current: core::ptr::null_mut(),
+    dispatched_at: 0,
+    idle_sp: 0,
+});
+
+/// The running thread, if any (none while idle).
+#[inline(always)]
+pub fn current() -> Option<&'static mut Tcb> {
+    let c = SCHED.get().current;
+    // SAFETY: `current` is null or a live TCB (a thread is never destroyed while running).
+    (!c.is_null()).then(|| unsafe { &mut *c })
+}
+
+/// Makes `t` ready (appends it to its priority's list).
+pub fn enqueue(t: &mut Tcb) {
+    if !t.next.is_null() {
+        return;
+    }
+    let s = SCHED.get_mut();
+    let p = t.prio as usize;
+    let head = s.heads[p];
+    let tp = t as *mut Tcb;
+    if head.is_null() {
+        t.next = tp;
+        t.prev = tp;
+        s.heads[p] = tp;
+        s.bitmap[p / 64] |= 1 << (p % 64);
+    } else {
+        // SAFETY: list members are live TCBs (invariant).
+        unsafe {
+            let tail = (*head).prev;
+            t.next = head;
+            t.prev = tail;
+            (*tail).next = tp;
+            (*head).prev = tp;
+        }
+    }
+}
+
+/// Removes `t` from its ready list (no-op if not queued).
+pub fn dequeue(t: &mut Tcb) {
+    if t.next.is_null() {
+        return;
+    }
+    let s = SCHED.get_mut();
+    let p = t.prio as usize;
+    let tp = t as *mut Tcb;
+    if t.next == tp {
+        s.heads[p] = core::ptr::null_mut();
+        s.bitmap[p / 64] &= !(1 << (p % 64));
+    } else {
+        // SAFETY: list members are live TCBs (invariant).
+        unsafe {
+            (*t.prev).next = t.next;
+            (*t.next).prev = t.prev;
+        }
+        if s.heads[p] == tp {
+            s.heads[p] = t.next;
+        }
+    }
+    t.next = core::ptr::null_mut();
+    t.prev = core::ptr::null_mut();
+}
+
+/// Changes a thread's priority, keeping it queued if it was.
+pub fn set_priority(t: &mut Tcb, prio: u8) {
+    let queued = !t.next.is_null();
+    dequeue(t);
+    t.prio = prio;
+    if queued {
+        enqueue(t);
+    }
+}
+
+/// Highest-priority ready thread.
+#[inline]
+fn pick() -> Option<*mut Tcb> {
+    let s = SCHED.get();
+    for w in (0..4).rev() {
+        if s.bitmap[w] != 0 {
+            let p = w * 64 + 63 - s.bitmap[w].leading_zeros() as usize;
+            return Some(s.heads[p]);
+        }
+    }
+    None
+}
+
+/// Moves the running thread to the tail of its list (end of timeslice or yield).
+pub fn rotate(t: &mut Tcb) {
+    let s = SCHED.get_mut();
+    let p = t.prio as usize;
+    if s.heads[p] == t as *mut Tcb {
+        s.heads[p] = t.next;
+    }
+}
+
+/// Charges the running thread for the time since it was dispatched.
+fn account() {
+    let s = SCHED.get_mut();
+    let now = apic::now_us();
+    if let Some(c) = current() {
+        let used = now.saturating_sub(s.dispatched_at);
+        c.remaining_us = c.remaining_us.saturating_sub(used);
+    }
+    s.dispatched_at = now;
+}
+
+/// Timer interrupt: ends the running thread's timeslice if it is used up, and fires
+/// expired timeouts.
+pub fn timer_tick() {
+    account();
+    crate::timeout::expire(apic::now_us());
+    if let Some(c) = current() {
+        if c.remaining_us == 0 {
+            c.remaining_us = c.timeslice_us;
+            rotate(c);
+        }
+    }
+    reschedule();
+}
+
+/// Gives up the rest of the timeslice (ThreadSwitch to nil).
+pub fn yield_now() {
+    if let Some(c) = current() {
+        account();
+        c.remaining_us = c.timeslice_us;
+        rotate(c);
+    }
+    reschedule();
+}
+
+/// Switches to the best ready thread if it is not the running one. Returns when the
+/// caller's thread runs again.
+pub fn reschedule() {
+    let next = pick();
+    let s = SCHED.get_mut();
+    match next {
+        Some(n) if n == s.current => arm_timer(),
+        Some(n) => {
+            // SAFETY: `n` is on a ready list, hence a live TCB.
+            switch_to(unsafe { &mut *n })
+        }
+        None if s.current.is_null() => {}
+        None => switch_to_idle(),
+    }
+}
+
+fn arm_timer() {
+    let slice = current().map_or(0, |c| c.remaining_us.max(1));
+    let until_timeout = crate::timeout::next_deadline().map(|d| d.saturating_sub(apic::now_us()).max(1));
+    let us = match (slice, until_timeout) {
+        (0, None) => 0,
+        (0, Some(t)) => t,
+        (s, None) => s,
+        (s, Some(t)) => s.min(t),
+    };
+    apic::set_timer_us(us);
+}
+
+/// Loads the processor state for running `to` (address space, kernel stack, segment
+/// bases, lazy FPU) — everything except the register switch itself.
+#[inline(always)]
+fn activate(to: &mut Tcb) {
+    let s = SCHED.get_mut();
+    if let Some(from) = current() {
+        from.fs_base = arch::user_fs_base();
+    }
+    let space = to.space();
+    let cr3 = space.cr3();
+    space.fresh = false;
+    if crate::arch::paging::read_cr3() & !0xFFF & !(1 << 63) != space.pml4 {
+        // SAFETY: every space's PML4 carries the shared kernel half.
+        unsafe { crate::arch::paging::write_cr3(cr3) };
+    }
+    gdt::set_kernel_stack(to.stack_top());
+    gdt::PERCPU.get_mut().current = to as *mut Tcb as u64;
+    arch::set_user_segment_bases(to.fs_base, to.utcb_user);
+    crate::fpu::switch_to(to);
+    s.current = to;
+    s.dispatched_at = apic::now_us();
+}
+
+fn switch_to(to: &mut Tcb) {
+    let s = SCHED.get_mut();
+    let from_sp: *mut u64 = match current() {
+        Some(f) => &mut f.kernel_sp,
+        None => &mut s.idle_sp,
+    };
+    activate(to);
+    arm_timer();
+    // SAFETY: `to.kernel_sp` was saved by `switch_stacks` or prepared by
+    // `thread::reset_stack`; `from_sp` lives in a TCB or in SCHED, both outliving the switch.
+    unsafe { arch::switch_stacks(from_sp, to.kernel_sp) };
+}
+
+fn switch_to_idle() {
+    let s = SCHED.get_mut();
+    let Some(from) = current() else { return };
+    from.fs_base = arch::user_fs_base();
+    s.current = core::ptr::null_mut();
+    gdt::PERCPU.get_mut().current = 0;
+    arm_timer();
+    // SAFETY: the idle context saved its stack pointer when it last switched away.
+    unsafe { arch::switch_stacks(&mut from.kernel_sp, s.idle_sp) };
+}
+
+/// The idle loop: runs ready threads, halts the processor when there are none.
+pub fn idle_loop() -> ! {
+    loop {
+        match pick() {
+            Some(n) => {
+                let s = SCHED.get_mut();
+                // SAFETY: `n` is on a ready list, hence a live TCB.
+                let to = unsafe { &mut *n };
+                activate(to);
+                arm_timer();
+                // SAFETY: as in `switch_to`; the idle context resumes here.
+                unsafe { arch::switch_stacks(&mut s.idle_sp, to.kernel_sp) };
+            }
+            None => {
+                arm_timer();
+                cpu::idle_halt();
+            }
+        }
+    }
+}
+
+/// Marks `t` blocked/stopped (not runnable) and switches away if it is running.
+pub fn block(t: &mut Tcb, state: State) {
+    t.state = state;
+    dequeue(t);
+    if SCHED.get().current == t as *mut Tcb {
+        reschedule();
+    }
+}
+
+/// Makes `t` runnable.
+pub fn wake(t: &mut Tcb) {
+    t.state = State::Ready;
+    if !t.halted {
+        enqueue(t);
+    }
+}

@@ -1,0 +1,185 @@
+//! Address spaces.
+//!
+//! A space is a page table (user half private, kernel half shared), a PCID that tags its
+//! TLB entries so switching spaces does not flush, and the X.2 per-space settings: the
+//! KIP area and UTCB area fpages fixed by the first SpaceControl, and the redirector.
+//! A space lives as long as it has threads; deleting its last thread destroys it and
+//! returns its page tables and UTCB pages to the kernel pool.
+//!
+//! # Invariants
+//! - `threads` counts the threads whose `space` points here.
+//! - Every UTCB page mapped in the UTCB area came from the kernel pool and is freed with
+//!   the space (UTCB pages are kernel memory lent to the user).
+
+use crate::arch::layout::phys_to_virt;
+use crate::arch::paging::{self, pte, PageSize};
+use crate::kmem::{self, OutOfMemory};
+use crate::util::{KCell, Name};
+
+/// An address space object (occupies one pool frame).
+pub struct Space {
+    /// Physical address of the PML4.
+    pub pml4: u64,
+    /// Process-context identifier (0 if PCIDs are not in use).
+    pub pcid: u16,
+    /// KIP area: base and log2 size (size 0 = not yet initialised by SpaceControl).
+    pub kip_base: u64,
+    pub kip_log2: u8,
+    /// UTCB area: base and log2 size.
+    pub utcb_base: u64,
+    pub utcb_log2: u8,
+    /// X.2 redirector (raw global thread id; nil = none, ANY = unconfined).
+    pub redirector: u64,
+    /// Number of threads in the space.
+    pub threads: u32,
+    /// One of the three privileged root-server spaces (σ0, σ1, root task).
+    pub privileged: bool,
+    /// σ0's space: its page faults are resolved by the kernel with idempotent mappings.
+    pub sigma0: bool,
+    /// Program name, for fault reports.
+    pub name: Name,
+    /// The PCID may still tag stale TLB entries of an earlier space: the first switch
+    /// to this space loads CR3 with flushing.
+    pub fresh: bool,
+}
+
+static KERNEL_PML4: KCell<u64> = KCell::new(0);
+static NEXT_PCID: KCell<u16> = KCell::new(1);
+static SPACES: KCell<usize> = KCell::new(0);
+
+/// Records the boot page table whose kernel half every space shares.
+pub fn set_kernel_pml4(pa: u64) {
+    *KERNEL_PML4.get_mut() = pa;
+}
+
+/// The kernel's own page table (used while no user space is current).
+pub fn kernel_pml4() -> u64 {
+    *KERNEL_PML4.get()
+}
+
+/// Number of live spaces.
+pub fn count() -> usize {
+    *SPACES.get()
+}
+
+impl Space {
+    /// Creates an empty space. Allocates two frames (the object and the PML4).
+    pub fn create(name: &str) -> Result<&'static mut Space, OutOfMemory> {
+        let obj = kmem::alloc_frame()?;
+        let pml4 = match kmem::alloc_frame() {
+            Ok(p) => p,
+            Err(e) => {
+                // SAFETY: `obj` was just allocated and is referenced nowhere.
+                unsafe { kmem::free_frame(obj) };
+                return Err(e);
+            }
+        };
+        paging::copy_kernel_half(kernel_pml4(), pml4);
+        let pcid = if crate::arch::cpu::features().pcid {
+            let n = NEXT_PCID.get_mut();
+            let p = *n;
+            *n = if *n >= 4095 { 1 } else { *n + 1 };
+            p
+        } else {
+            0
+        };
+        let space = phys_to_virt(obj) as *mut Space;
+        // SAFETY: `obj` is a fresh, zeroed pool frame big enough for a `Space`, mapped by
+        // the direct map and owned by nobody else; it lives until `destroy`.
+        unsafe {
+            space.write(Space {
+                pml4,
+                pcid,
+                kip_base: 0,
+                kip_log2: 0,
+                utcb_base: 0,
+                utcb_log2: 0,
+                redirector: 0,
+                threads: 0,
+                privileged: false,
+                sigma0: false,
+                name: Name::new(name),
+                fresh: true,
+            });
+            *SPACES.get_mut() += 1;
+            Ok(&mut *space)
+        }
+    }
+
+    /// Whether SpaceControl has set up the KIP and UTCB areas.
+    pub fn initialised(&self) -> bool {
+        self.utcb_log2 != 0
+    }
+
+    /// The CR3 value that activates this space without flushing its TLB entries.
+    #[inline(always)]
+    pub fn cr3(&self) -> u64 {
+        if self.pcid != 0 && !self.fresh {
+            self.pml4 | self.pcid as u64 | 1 << 63
+        } else {
+            self.pml4
+        }
+    }
+
+    /// Maps one page of user memory.
+    pub fn map_page(&mut self, va: u64, pa: u64, size: PageSize, writable: bool, executable: bool) -> Result<(), OutOfMemory> {
+        let mut flags = pte::USER;
+        if writable {
+            flags |= pte::WRITE;
+        }
+        if !executable {
+            flags |= pte::NX;
+        }
+        paging::map(self.pml4, va, pa, size, flags)
+    }
+
+    /// Whether `[addr, addr+len)` lies inside the UTCB area.
+    pub fn in_utcb_area(&self, addr: u64, len: u64) -> bool {
+        self.initialised() && addr >= self.utcb_base && addr.checked_add(len).is_some_and(|e| e <= self.utcb_base + (1u64 << self.utcb_log2))
+    }
+
+    /// Returns the kernel-visible address of the UTCB page at user address `page`
+    /// (inside the UTCB area), allocating and mapping it on first use.
+    pub fn utcb_page(&mut self, page: u64) -> Result<u64, OutOfMemory> {
+        if let Some(leaf) = paging::translate(self.pml4, page) {
+            return Ok(phys_to_virt(leaf.phys & !0xFFF));
+        }
+        let frame = kmem::alloc_frame()?;
+        if let Err(e) = self.map_page(page, frame, PageSize::Size4K, true, false) {
+            // SAFETY: the frame was never mapped.
+            unsafe { kmem::free_frame(frame) };
+            return Err(e);
+        }
+        Ok(phys_to_virt(frame))
+    }
+
+    /// Destroys the space: frees UTCB pages, page tables and the object itself. Other
+    /// user mappings are not kernel memory and are simply dropped.
+    ///
+    /// # Safety
+    /// No thread may refer to the space any more and it must not be the current CR3.
+    pub unsafe fn destroy(&mut self) {
+        if self.initialised() {
+            let mut page = self.utcb_base;
+            let end = self.utcb_base + (1u64 << self.utcb_log2);
+            while page < end {
+                if let Some(leaf) = paging::translate(self.pml4, page) {
+                    if kmem::in_pool(leaf.phys) {
+                        // SAFETY: UTCB pages come from the pool and die with the space.
+                        unsafe { kmem::free_frame(leaf.phys & !0xFFF) };
+                    }
+                }
+                page += 4096;
+            }
+        }
+        paging::free_user_tables(self.pml4);
+        let pml4 = self.pml4;
+        let obj = crate::arch::layout::virt_to_phys(self as *mut Space as u64);
+        // SAFETY: both frames belong to this space, which nobody references any more.
+        unsafe {
+            kmem::free_frame(pml4);
+            kmem::free_frame(obj);
+        }
+        *SPACES.get_mut() -= 1;
+    }
+}

@@ -1,0 +1,301 @@
+//! Threads: the thread table, thread control blocks and their kernel stacks.
+//!
+//! Thread number *n* owns a fixed 16 KiB slot of kernel virtual memory, so finding a
+//! thread from its id is one shift and one compare (no search):
+//!
+//! ```text
+//!  TCB_AREA + n * 16 KiB
+//!  ┌──────────────┬──────────────────────────────┬──────────────────┐
+//!  │ guard (4 KiB)│ kernel stack (8 KiB)  ◄─ grows│ TCB page (4 KiB) │
+//!  │  unmapped    │            [user Frame at top]│ Tcb, FPU area    │
+//!  └──────────────┴──────────────────────────────┴──────────────────┘
+//! ```
+//! A kernel stack overflow runs into the guard page and is reported as such (the double
+//! fault handler runs on its own stack). The user register frame sits at the top of the
+//! stack while the thread is in the kernel, directly below its TCB.
+//!
+//! # Invariants
+//! - A slot's pages are mapped iff its bit in `SLOTS` is set iff a TCB lives there.
+//! - `Tcb::id.number()` equals the slot number.
+
+use abi::thread_id::ThreadId;
+
+use crate::arch::layout::{TCB_AREA, TCB_OFFSET, TCB_SLOT};
+use crate::arch::paging::{self, pte, PageSize};
+use crate::arch::trap::{Frame, FRAME_SIZE};
+use crate::kmem::{self, OutOfMemory};
+use crate::space::Space;
+use crate::util::{KCell, Name};
+
+/// Number of thread slots (X.2 thread numbers honoured: 18 bits).
+pub const MAX_THREADS: usize = 1 << abi::thread_id::THREAD_NO_BITS;
+
+/// Scheduling and IPC state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Not yet started, or stopped by ExchangeRegisters (halted).
+    Inactive,
+    /// Runnable: on a ready queue or running.
+    Ready,
+    /// Waiting to send to `partner`.
+    Sending,
+    /// Waiting to receive (from `partner`, or from anyone).
+    Receiving,
+    /// Stopped after an unhandled fault (reported on the console).
+    Faulted,
+}
+
+/// A thread control block.
+#[repr(C)]
+pub struct Tcb {
+    /// Saved kernel stack pointer while not running.
+    pub kernel_sp: u64,
+    /// Global thread id.
+    pub id: ThreadId,
+    pub state: State,
+    /// Halted by ExchangeRegisters (orthogonal to the IPC state).
+    pub halted: bool,
+    pub space: *mut Space,
+    pub prio: u8,
+    /// Timeslice length and what is left of it, in microseconds.
+    pub timeslice_us: u64,
+    pub remaining_us: u64,
+    /// Total quantum (0 = unlimited), X.2 Schedule.
+    pub quantum_us: u64,
+    /// Ready-queue links.
+    pub next: *mut Tcb,
+    pub prev: *mut Tcb,
+    /// Scheduler thread (X.2).
+    pub scheduler: ThreadId,
+    /// User address of the UTCB (its start, not MR0); 0 = none yet.
+    pub utcb_user: u64,
+    /// Kernel address of the same UTCB (through the direct map).
+    pub utcb_kernel: u64,
+    /// User FS base (TLS).
+    pub fs_base: u64,
+    /// Whether the thread has ever been activated (has a valid UTCB and frame).
+    pub active: bool,
+    /// FPU/SSE/AVX state save area (kernel address; 0 = thread has never used the FPU).
+    pub fpu_area: u64,
+    /// Timeout list link and deadline (see `timeout`).
+    pub timeout_next: *mut Tcb,
+    pub wakeup_at: u64,
+    pub timeout_queued: bool,
+    /// IPC partner: the thread this one sends to or receives from (raw id; ANY for open receive).
+    pub partner: abi::thread_id::ThreadId,
+    /// Senders waiting for this thread (linked through `send_next`).
+    pub send_queue: *mut Tcb,
+    pub send_next: *mut Tcb,
+}
+
+static SLOTS: KCell<[u64; MAX_THREADS / 64]> = KCell::new([0; MAX_THREADS / 64]);
+static COUNT: KCell<usize> = KCell::new(0);
+
+/// Kernel virtual address of slot `n`'s TCB.
+#[inline(always)]
+pub fn tcb_addr(n: u32) -> u64 {
+    TCB_AREA + n as u64 * TCB_SLOT + TCB_OFFSET
+}
+
+/// Number of live threads.
+pub fn count() -> usize {
+    *COUNT.get()
+}
+
+fn slot_used(n: u32) -> bool {
+    SLOTS.get()[n as usize / 64] & (1 << (n % 64)) != 0
+}
+
+/// Finds the thread with exactly this global id.
+#[inline]
+pub fn lookup(id: ThreadId) -> Option<&'static mut Tcb> {
+    let n = id.number();
+    if !id.is_global() || n as usize >= MAX_THREADS || !slot_used(n) {
+        return None;
+    }
+    // SAFETY: the slot bit is set, so a TCB lives at this address (invariant).
+    let tcb = unsafe { &mut *(tcb_addr(n) as *mut Tcb) };
+    (tcb.id == id).then_some(tcb)
+}
+
+/// Whether any thread occupies the slot of `id`'s thread number (any version).
+pub fn number_in_use(n: u32) -> bool {
+    (n as usize) < MAX_THREADS && slot_used(n)
+}
+
+impl Tcb {
+    /// The user register frame at the top of the kernel stack.
+    #[inline(always)]
+    pub fn frame(&mut self) -> &mut Frame {
+        let top = self as *mut Tcb as u64;
+        // SAFETY: the frame occupies the top FRAME_SIZE bytes of this thread's kernel
+        // stack, directly below the TCB (module layout), and is only used by the thread's
+        // own kernel path or while the thread is not running.
+        unsafe { &mut *((top - FRAME_SIZE) as *mut Frame) }
+    }
+
+    /// The thread's address space.
+    #[inline(always)]
+    pub fn space(&self) -> &'static mut Space {
+        // SAFETY: a thread's space outlives it (spaces die with their last thread).
+        unsafe { &mut *self.space }
+    }
+
+    /// Kernel stack top (where the user frame ends).
+    #[inline(always)]
+    pub fn stack_top(&self) -> u64 {
+        self as *const Tcb as u64
+    }
+
+    /// The thread's local id (address of MR0 in its UTCB).
+    pub fn local_id(&self) -> ThreadId {
+        ThreadId(self.utcb_user + abi::utcb::UTCB_MR0_OFFSET as u64)
+    }
+
+    /// The UTCB as the kernel sees it.
+    pub fn utcb(&mut self) -> Option<&mut abi::utcb::Utcb> {
+        if self.utcb_kernel == 0 {
+            return None;
+        }
+        // SAFETY: `utcb_kernel` points into a UTCB page owned by the thread's space,
+        // 1 KiB aligned, mapped by the direct map for the space's lifetime.
+        Some(unsafe { &mut *(self.utcb_kernel as *mut abi::utcb::Utcb) })
+    }
+
+    /// The program name (the space's), for reports.
+    pub fn name(&self) -> Name {
+        self.space().name
+    }
+}
+
+/// Creates a thread in slot `id.number()`, in `space`, inactive, with a kernel stack
+/// prepared to enter user mode through `trap_return` once activated.
+pub fn create(id: ThreadId, space: &mut Space, prio: u8) -> Result<&'static mut Tcb, OutOfMemory> {
+    let n = id.number();
+    debug_assert!(!slot_used(n));
+    let base = TCB_AREA + n as u64 * TCB_SLOT;
+    let kpml4 = crate::space::kernel_pml4();
+    // Pages 1..4 of the slot: stack (2 pages) and TCB page. Page 0 stays unmapped (guard).
+    let mut frames = [0u64; 3];
+    for i in 0..3 {
+        match kmem::alloc_frame() {
+            Ok(f) => frames[i] = f,
+            Err(e) => {
+                for f in &frames[..i] {
+                    // SAFETY: allocated above, not yet mapped.
+                    unsafe { kmem::free_frame(*f) };
+                }
+                return Err(e);
+            }
+        }
+    }
+    for (i, f) in frames.iter().enumerate() {
+        let va = base + (i as u64 + 1) * 4096;
+        if let Err(e) = paging::map(kpml4, va, *f, PageSize::Size4K, pte::WRITE | pte::GLOBAL | pte::NX) {
+            for (j, g) in frames.iter().enumerate() {
+                if j < i {
+                    paging::unmap(kpml4, base + (j as u64 + 1) * 4096);
+                    paging::invlpg(base + (j as u64 + 1) * 4096);
+                }
+                // SAFETY: allocated above and unmapped again.
+                unsafe { kmem::free_frame(*g) };
+            }
+            return Err(e);
+        }
+    }
+    SLOTS.get_mut()[n as usize / 64] |= 1 << (n % 64);
+    *COUNT.get_mut() += 1;
+    space.threads += 1;
+    let tcb_ptr = tcb_addr(n) as *mut Tcb;
+    // SAFETY: the TCB page was just mapped and zeroed; nothing else refers to it.
+    let tcb = unsafe {
+        tcb_ptr.write(Tcb {
+            kernel_sp: 0,
+            id,
+            state: State::Inactive,
+            halted: false,
+            space,
+            prio,
+            timeslice_us: crate::sched::DEFAULT_TIMESLICE_US,
+            remaining_us: crate::sched::DEFAULT_TIMESLICE_US,
+            quantum_us: 0,
+            next: core::ptr::null_mut(),
+            prev: core::ptr::null_mut(),
+            scheduler: ThreadId::NIL,
+            utcb_user: 0,
+            utcb_kernel: 0,
+            fs_base: 0,
+            active: false,
+            fpu_area: 0,
+            timeout_next: core::ptr::null_mut(),
+            wakeup_at: 0,
+            timeout_queued: false,
+            partner: ThreadId::NIL,
+            send_queue: core::ptr::null_mut(),
+            send_next: core::ptr::null_mut(),
+        });
+        &mut *tcb_ptr
+    };
+    reset_stack(tcb);
+    Ok(tcb)
+}
+
+/// Prepares the kernel stack so that switching to the thread enters user mode with
+/// the register state in its frame (through `trap_return`).
+pub fn reset_stack(tcb: &mut Tcb) {
+    let top = tcb.stack_top();
+    let frame = tcb.frame();
+    *frame = Frame::default();
+    frame.cs = crate::arch::gdt::USER_CS as u64;
+    frame.ss = crate::arch::gdt::USER_DS as u64;
+    frame.rflags = 0x202;
+    let sp = top - FRAME_SIZE - 8 - 8 * crate::arch::SWITCH_SAVED_WORDS as u64;
+    // SAFETY: the words below the frame are on this thread's own, currently unused stack.
+    unsafe {
+        *((top - FRAME_SIZE - 8) as *mut u64) = crate::arch::trap::trap_return as *const () as u64;
+        core::ptr::write_bytes(sp as *mut u64, 0, crate::arch::SWITCH_SAVED_WORDS);
+    }
+    tcb.kernel_sp = sp;
+}
+
+/// Frees a thread's slot. The caller has removed it from every queue.
+///
+/// # Safety
+/// The thread must not be running and nothing may refer to it afterwards.
+pub unsafe fn destroy(tcb: &mut Tcb) {
+    let n = tcb.id.number();
+    if tcb.fpu_area != 0 {
+        crate::fpu::release(tcb);
+    }
+    tcb.space().threads -= 1;
+    let base = TCB_AREA + n as u64 * TCB_SLOT;
+    let kpml4 = crate::space::kernel_pml4();
+    SLOTS.get_mut()[n as usize / 64] &= !(1 << (n % 64));
+    *COUNT.get_mut() -= 1;
+    for i in 1..4 {
+        let va = base + i * 4096;
+        if let Some(leaf) = paging::unmap(kpml4, va) {
+            paging::invlpg(va);
+            // SAFETY: the slot's frames belong to the dying thread only.
+            unsafe { kmem::free_frame(leaf.phys) };
+        }
+    }
+}
+
+/// Gives an inactive thread its UTCB (at user address `utcb`, inside the space's UTCB
+/// area) and pager, making it ready to run once started.
+pub fn activate(t: &mut Tcb, utcb: u64, pager: ThreadId) -> Result<(), OutOfMemory> {
+    let page = utcb & !0xFFF;
+    let kpage = t.space().utcb_page(page)?;
+    t.utcb_user = utcb;
+    t.utcb_kernel = kpage + (utcb & 0xFFF);
+    let id = t.id;
+    let local = t.local_id();
+    let u = t.utcb().expect("UTCB just set");
+    u.kernel_private[0] = local.raw();
+    u.my_global_id = id.raw();
+    u.pager = pager.raw();
+    u.word_size_mask = u64::MAX;
+    t.active = true;
+    Ok(())
+}
