@@ -35,8 +35,8 @@ pub struct BootInfo {
     pub conventional: RangeSet<MAX_RANGES>,
     /// The boot archive (physical range).
     pub module: (u64, u64),
-    /// Root-server images (physical ranges), σ0 then root task.
-    pub images: [(u64, u64); 2],
+    /// Root-server images (physical ranges): σ0, root task, σ1.
+    pub images: [(u64, u64); 3],
     pub cmdline: [u8; 256],
     pub cmdline_len: usize,
     pub rsdp: u64,
@@ -47,7 +47,7 @@ static INFO: KCell<BootInfo> = KCell::new(BootInfo {
     memmap_len: 0,
     conventional: RangeSet::new(),
     module: (0, 0),
-    images: [(0, 0); 2],
+    images: [(0, 0); 3],
     cmdline: [0; 256],
     cmdline_len: 0,
     rsdp: 0,
@@ -238,10 +238,10 @@ pub fn init_pool_and_images() -> Option<Archive<'static>> {
         None
     };
     // Load images to their physical addresses.
-    let mut reserved = [(0u64, 0x10_0000u64), (kstart, kend), info.module, (0, 0), (0, 0)];
+    let mut reserved = [(0u64, 0x10_0000u64), (kstart, kend), info.module, (0, 0), (0, 0), (0, 0)];
     let ram: RangeSet<MAX_RANGES> = usable_ram(&info.memmap[..info.memmap_len], &reserved[..3]).expect("memory map");
     if let Some(a) = &archive {
-        for (i, name) in ["sigma0", "roottask"].iter().enumerate() {
+        for (i, name) in ROOT_SERVERS.iter().enumerate() {
             if let Ok(Some(entry)) = a.find(name) {
                 match load_image(entry.data, &ram, &reserved[..3 + i]) {
                     Ok(range) => {
@@ -306,6 +306,10 @@ fn load_image(bytes: &[u8], ram: &RangeSet<MAX_RANGES>, avoid: &[(u64, u64)]) ->
     Ok((lo, hi))
 }
 
+/// Archive entry names of the root servers, in load order: σ0, the root task and the
+/// optional σ1.
+pub const ROOT_SERVERS: [&str; 3] = ["sigma0", "roottask", "sigma1"];
+
 /// X.2 root-server placement (fixed by the binding; see docs/abi.md).
 pub const ROOT_UTCB_AREA: u64 = 0xBF00_0000;
 pub const ROOT_UTCB_LOG2: u8 = 18;
@@ -315,7 +319,7 @@ pub const ROOT_KIP_AREA: u64 = 0xBFF0_0000;
 pub fn start_root_servers(archive: &Archive<'static>) {
     let info = INFO.get();
     let user_base = kip::user_base();
-    for (i, name) in ["sigma0", "roottask"].iter().enumerate() {
+    for (i, name) in ROOT_SERVERS.iter().enumerate() {
         let Ok(Some(entry)) = archive.find(name) else {
             if i == 0 {
                 kprintln!("boot archive has no sigma0");
@@ -326,7 +330,8 @@ pub fn start_root_servers(archive: &Archive<'static>) {
             continue;
         }
         let Ok(elf) = Elf::parse(entry.data) else { continue };
-        let id = ThreadId::global(user_base + if i == 0 { 0 } else { 2 }, 1);
+        // σ0 = UserBase, σ1 = UserBase + 1, root task = UserBase + 2 (X.2).
+        let id = ThreadId::global(user_base + [0, 2, 1][i], 1);
         let sigma0_id = ThreadId::global(user_base, 1);
         let root_id = ThreadId::global(user_base + 2, 1);
         match create_root_server(name, &elf, id, i == 0, if i == 0 { ThreadId::NIL } else { sigma0_id }, root_id) {

@@ -17,7 +17,7 @@ use crate::util::KCell;
 pub const SYSTEM_BASE: u32 = 24;
 
 /// Feature strings Tern publishes (besides X.2 itself); see docs/abi.md.
-pub const FEATURES: &[&str] = &["tern-gs-utcb", "tern-kdb-poweroff"];
+pub use abi::tern::FEATURES;
 
 static KIP_FRAME: KCell<u64> = KCell::new(0);
 
@@ -84,6 +84,7 @@ pub fn init() {
     push(MemKind::Reserved, 0, false, ks, ke);
     push(MemKind::BootLoader, 2, false, info.images[0].0, info.images[0].1);
     push(MemKind::BootLoader, 2, false, info.images[1].0, info.images[1].1);
+    push(MemKind::BootLoader, 2, false, info.images[2].0, info.images[2].1);
     push(MemKind::BootLoader, 3, false, info.module.0, info.module.1);
     push(MemKind::Conventional, 0, true, 0, USER_END);
     let khz = apic::tsc_khz();
@@ -100,6 +101,7 @@ pub fn init() {
     let root = |i: usize| abi::kip::RootServer { sp: 0, ip: 0, low: info.images[i].0, high: info.images[i].1 };
     k.sigma0 = root(0);
     k.root_server = root(1);
+    k.sigma1 = root(2);
     k.boot_info = info.module.0;
 }
 

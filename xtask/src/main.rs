@@ -1,0 +1,118 @@
+//! `cargo xtask`: the single entry point for building, booting and testing Tern.
+//!
+//! Every command lives in its own module (`build`, `run`, `test`, `symbolize`; later
+//! `bench`, `fuzz`, `soak`) and exposes an `Args` struct (its command-line options, documented for `--help`)
+//! and a `main(&Workspace, Args) -> Result<ExitCode>` function. The modules underneath them
+//! do one thing each and keep their pure parts unit-tested:
+//!
+//! ```text
+//!   toolchain  which compilers/linker/emulator exist; what to install when not
+//!   manifest   boot/<name>.toml -> validated Manifest (programs, scenarios)
+//!   image      Manifest + built ELFs -> target/boot/<name>.cpio (cpio "newc")
+//!   qemu       QEMU command line, KVM detection, guest exit codes
+//!   log        the serial protocol (banner, panic, user fault, TERN-TEST lines)
+//!   symbolize  0x<hex> -> <function+0xoff at file:line> using the ELFs' DWARF
+//!   summary    pass/fail arithmetic and cargo's `test result:` lines
+//! ```
+
+#![forbid(unsafe_code)]
+
+mod build;
+mod image;
+mod log;
+mod manifest;
+mod qemu;
+mod run;
+mod summary;
+mod symbolize;
+mod test;
+mod toolchain;
+mod workspace;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::workspace::Workspace;
+
+/// Build, boot and test the Tern microkernel.
+///
+/// Target programs are built for x86_64-unknown-none with Debian's Rust toolchain (or a
+/// rustup nightly with rust-src), packed into a cpio boot archive described by a manifest in
+/// boot/, and booted in QEMU.
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", bin_name = "cargo xtask", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Build the kernel and every user program named in the boot manifests.
+    ///
+    /// One cargo invocation builds everything, so `core` is compiled once. Output ELFs are in
+    /// target/cross/x86_64-unknown-none/{debug,release}/.
+    Build(build::Args),
+    /// Build, pack the boot archive and boot Tern in QEMU with the serial port on this terminal.
+    ///
+    /// Serial output is symbolized line by line. Exits when the guest powers off: status 0 on
+    /// success, non-zero when the guest reports failure or the kernel panics. Quit QEMU with
+    /// Ctrl-A x.
+    Run(run::Args),
+    /// Run the host unit tests and every boot scenario of boot/test.toml.
+    ///
+    /// Prints per-part summaries and, as the last line, `N passed, M failed`. Serial logs are
+    /// kept in target/test-logs/<scenario>.log (raw) and .sym.log (symbolized).
+    Test(test::Args),
+    /// Annotate a saved serial log with function names and source lines.
+    ///
+    /// Uses the kernel and program ELFs already built for the manifest (nothing is rebuilt);
+    /// reads the log from FILE or standard input and prints it symbolized.
+    Symbolize(symbolize::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = Workspace::locate().and_then(|ws| match cli.command {
+        Command::Build(args) => build::main(&ws, args),
+        Command::Run(args) => run::main(&ws, args),
+        Command::Test(args) => test::main(&ws, args),
+        Command::Symbolize(args) => symbolize::main(&ws, args),
+    });
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("xtask: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_subcommand_and_option_has_help() {
+        let cmd = Cli::command();
+        for sub in cmd.get_subcommands() {
+            assert!(sub.get_about().is_some(), "subcommand {} lacks docs", sub.get_name());
+            for arg in sub.get_arguments() {
+                assert!(
+                    arg.get_help().is_some(),
+                    "option {} of {} lacks docs",
+                    arg.get_id(),
+                    sub.get_name()
+                );
+            }
+        }
+    }
+}

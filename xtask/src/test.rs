@@ -1,0 +1,284 @@
+//! `cargo xtask test`: host unit tests, then every boot scenario of `boot/test.toml`.
+//!
+//! ```text
+//!   host   cargo test -p abi -p bootfmt -p mapdb -p xtask   (output streamed; the
+//!          `test result:` lines are summed)
+//!   guest  target build, boot archive, then per scenario: QEMU (TCG) with a timeout,
+//!          serial captured to target/test-logs/<scenario>.log and .sym.log, judged by
+//!          log::judge_suite / log::judge_panic
+//! ```
+//!
+//! Every part yields a [`Tally`]; a part that cannot run at all (build failure, QEMU
+//! missing) counts as one failed check, so the closing `N passed, M failed` line is always
+//! printed. The process exits non-zero when anything failed.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, ExitCode, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+
+use crate::build;
+use crate::image::{self, Overrides};
+use crate::log::{judge_panic, judge_suite, Verdict};
+use crate::manifest::{Expect, Manifest, Scenario};
+use crate::qemu::{self, Accel, Serial};
+use crate::summary::{self, Tally};
+use crate::symbolize::Symbolizer;
+use crate::toolchain::{self, Need};
+use crate::workspace::{Profile, Workspace};
+
+/// The host crates whose unit tests `test` runs.
+pub const HOST_PACKAGES: [&str; 4] = ["abi", "bootfmt", "mapdb", "xtask"];
+
+/// The manifest whose scenarios `test` boots.
+pub const TEST_MANIFEST: &str = "test";
+
+/// How many log lines a failure report shows.
+const REPORT_TAIL_LINES: usize = 40;
+
+/// Options of `cargo xtask test`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Build and boot the release build of the kernel and programs.
+    #[arg(long)]
+    pub release: bool,
+    /// Only boot the scenarios; skip the host unit tests.
+    #[arg(long, conflicts_with = "host_only")]
+    pub guest_only: bool,
+    /// Only run the host unit tests; skip building and booting.
+    #[arg(long)]
+    pub host_only: bool,
+    /// Seconds each scenario may run before it counts as a hang.
+    #[arg(long, value_name = "SECS", default_value_t = 600)]
+    pub timeout: u64,
+    /// Boot only the named scenario (repeatable); default: every scenario.
+    #[arg(long, value_name = "NAME")]
+    pub scenario: Vec<String>,
+}
+
+/// Runs `cargo xtask test`.
+pub fn main(ws: &Workspace, args: Args) -> Result<ExitCode> {
+    let mut parts: Vec<(&str, Tally)> = Vec::new();
+    if !args.guest_only {
+        let host = host(ws).unwrap_or_else(|err| {
+            println!("host: FAILED: {err:#}");
+            Tally { passed: 0, failed: 1 }
+        });
+        parts.push(("host", host));
+    }
+    if !args.host_only {
+        let guest = guest(ws, &args).unwrap_or_else(|err| {
+            println!("guest: FAILED: {err:#}");
+            Tally { passed: 0, failed: 1 }
+        });
+        parts.push(("guest", guest));
+    }
+    let mut total = Tally::default();
+    println!();
+    for (name, tally) in &parts {
+        println!("{name}: {tally}");
+        total += *tally;
+    }
+    println!("{total}");
+    Ok(if total.ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// Host unit tests with the host toolchain; output streamed, result lines summed.
+fn host(ws: &Workspace) -> Result<Tally> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(ws.root()).arg("test");
+    for package in HOST_PACKAGES {
+        cmd.args(["-p", package]);
+    }
+    println!("xtask: host tests: cargo test -p {}", HOST_PACKAGES.join(" -p "));
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("cannot start cargo test")?;
+    let mut tally = Tally::default();
+    if let Some(stdout) = child.stdout.take() {
+        for line in BufReader::new(stdout).lines() {
+            let line = line.context("reading cargo test output")?;
+            println!("{line}");
+            tally += summary::parse_test_result(&line).unwrap_or_default();
+        }
+    }
+    let status = child.wait().context("waiting for cargo test")?;
+    if !status.success() && tally.ok() {
+        println!("host: FAILED: cargo test exited with {status} without a failed test");
+        tally.failed += 1;
+    }
+    Ok(tally)
+}
+
+/// Builds, packs and boots every selected scenario; returns the summed checks.
+fn guest(ws: &Workspace, args: &Args) -> Result<Tally> {
+    let manifest = Manifest::load(ws, TEST_MANIFEST)?;
+    let scenarios = select(&manifest.scenarios, &args.scenario)?;
+    let profile = Profile::from_release_flag(args.release);
+    let toolchain = toolchain::ensure(Need::Boot)?;
+    build::build(ws, &toolchain, profile, [&manifest])?;
+    let archive = image::build(ws, &manifest, profile, &Overrides::default())?;
+    let kernel = ws.kernel_elf(profile);
+    let symbolizer = Symbolizer::for_boot(ws.root(), &kernel, &archive.programs);
+    let log_dir = ws.test_log_dir();
+    std::fs::create_dir_all(&log_dir)
+        .with_context(|| format!("cannot create {}", log_dir.display()))?;
+    let timeout = Duration::from_secs(args.timeout);
+    let mut total = Tally::default();
+    for scenario in scenarios {
+        println!("xtask: scenario {} (expect {})", scenario.name, scenario.expect);
+        let boot = Boot { kernel: &kernel, archive: &archive.path, symbolizer: &symbolizer };
+        let verdict = run_scenario(&boot, scenario, &log_dir, timeout).unwrap_or_else(|err| {
+            let failure = format!("cannot run the scenario: {err:#}");
+            println!("guest: {}: FAILED: {failure}", scenario.name);
+            Verdict { passed: 0, failed: 1, failures: vec![failure] }
+        });
+        total += Tally { passed: verdict.passed, failed: verdict.failed };
+    }
+    Ok(total)
+}
+
+/// What every scenario boots.
+struct Boot<'a> {
+    kernel: &'a Path,
+    archive: &'a Path,
+    symbolizer: &'a Symbolizer,
+}
+
+/// Boots one scenario, keeps its logs, prints its result (and a report when it failed).
+fn run_scenario(
+    boot: &Boot<'_>,
+    scenario: &Scenario,
+    log_dir: &Path,
+    timeout: Duration,
+) -> Result<Verdict> {
+    let config = qemu::Config {
+        kernel: boot.kernel.to_owned(),
+        initrd: boot.archive.to_owned(),
+        cmdline: scenario.cmdline.clone(),
+        accel: Accel::Tcg,
+        icount: false,
+        gdb: false,
+        serial: Serial::Captured,
+    };
+    let run = qemu::run_captured(&config, timeout)?;
+    let raw = String::from_utf8_lossy(&run.serial).into_owned();
+    let symbolized = boot.symbolizer.annotate_text(&raw);
+    let log_path = log_dir.join(format!("{}.log", scenario.name));
+    let sym_path = log_dir.join(format!("{}.sym.log", scenario.name));
+    std::fs::write(&log_path, &run.serial)
+        .with_context(|| format!("cannot write {}", log_path.display()))?;
+    std::fs::write(&sym_path, &symbolized)
+        .with_context(|| format!("cannot write {}", sym_path.display()))?;
+    let verdict = judge(scenario, &raw, run.exit);
+    println!(
+        "guest: {}: {} passed, {} failed ({:.1} s; {})",
+        scenario.name,
+        verdict.passed,
+        verdict.failed,
+        run.elapsed.as_secs_f64(),
+        run.exit
+    );
+    if verdict.failed > 0 {
+        report_failure(&verdict, &log_path, &symbolized, &run.stderr);
+    }
+    Ok(verdict)
+}
+
+/// The scenarios named in `wanted` (all when empty); unknown names are errors.
+fn select<'m>(all: &'m [Scenario], wanted: &[String]) -> Result<Vec<&'m Scenario>> {
+    if all.is_empty() {
+        anyhow::bail!("boot/{TEST_MANIFEST}.toml has no [[scenario]]");
+    }
+    if wanted.is_empty() {
+        return Ok(all.iter().collect());
+    }
+    wanted
+        .iter()
+        .map(|name| {
+            all.iter().find(|s| &s.name == name).with_context(|| {
+                let names: Vec<_> = all.iter().map(|s| s.name.as_str()).collect();
+                format!("no scenario {name:?} (have: {})", names.join(", "))
+            })
+        })
+        .collect()
+}
+
+/// Judges one scenario's log and exit.
+fn judge(scenario: &Scenario, log: &str, exit: qemu::GuestExit) -> Verdict {
+    match &scenario.expect {
+        Expect::Suite => judge_suite(log, exit),
+        Expect::Panic { containing } => judge_panic(log, exit, containing.as_deref()),
+    }
+}
+
+/// Prints the failed checks, where the log is, and the end of the symbolized log.
+fn report_failure(verdict: &Verdict, log_path: &Path, symbolized: &str, qemu_stderr: &str) {
+    for failure in &verdict.failures {
+        println!("  FAILED: {failure}");
+    }
+    println!("  log: {} (symbolized: .sym.log)", log_path.display());
+    if !qemu_stderr.trim().is_empty() {
+        println!("  QEMU said:");
+        for line in qemu_stderr.lines() {
+            println!("  | {line}");
+        }
+    }
+    println!("  last {REPORT_TAIL_LINES} lines:");
+    for line in tail(symbolized, REPORT_TAIL_LINES) {
+        println!("  | {line}");
+    }
+}
+
+/// The last `n` lines of `text` (without `\r`).
+fn tail(text: &str, n: usize) -> Vec<&str> {
+    let lines: Vec<&str> = text.lines().map(|l| l.trim_end_matches('\r')).collect();
+    lines[lines.len().saturating_sub(n)..].to_vec()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scenarios() -> Vec<Scenario> {
+        ["suite", "panic"]
+            .map(|name| Scenario { name: name.into(), cmdline: String::new(), expect: Expect::Suite })
+            .into()
+    }
+
+    #[test]
+    fn scenarios_are_selected_by_name() {
+        let all = scenarios();
+        assert_eq!(select(&all, &[]).unwrap().len(), 2);
+        let picked = select(&all, &["panic".to_owned()]).unwrap();
+        assert_eq!(picked[0].name, "panic");
+        let err = select(&all, &["nope".to_owned()]).unwrap_err().to_string();
+        assert!(err.contains("have: suite, panic"), "{err}");
+        assert!(select(&[], &[]).is_err());
+    }
+
+    #[test]
+    fn tail_keeps_the_last_lines() {
+        assert_eq!(tail("a\r\nb\nc\n", 2), ["b", "c"]);
+        assert_eq!(tail("a\n", 5), ["a"]);
+        assert!(tail("", 3).is_empty());
+    }
+
+    #[test]
+    fn judging_follows_the_expectation() {
+        let panic = Scenario {
+            name: "p".into(),
+            cmdline: String::new(),
+            expect: Expect::Panic { containing: Some("overflow".into()) },
+        };
+        let log = "KERNEL PANIC: kernel stack overflow\n";
+        assert_eq!(judge(&panic, log, qemu::GuestExit::Panic).passed, 1);
+        assert_eq!(judge(&scenarios()[0], log, qemu::GuestExit::Panic).failed, 1);
+    }
+}
