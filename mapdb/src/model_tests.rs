@@ -26,7 +26,7 @@ const PAGE: u64 = 0x1000;
 /// Every address (virtual and physical) lies in `[0, WINDOW)`.
 const WINDOW: u64 = 16 << 20;
 /// Most addresses fall in `[0, HOT)`.
-const HOT: u64 = 1 << 20;
+const HOT: u64 = 64 << 10;
 const OPS: usize = 200;
 
 type Key = (SpaceId, u64);

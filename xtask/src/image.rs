@@ -17,7 +17,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 
 use crate::manifest::{Manifest, ARGS_SUFFIX};
 use crate::workspace::{Profile, Workspace};
@@ -32,11 +32,15 @@ pub fn newc_bytes(entries: &[(&str, &[u8])]) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-/// Checks that `bytes` are an x86-64 ELF64 executable the boot loader accepts (header and
-/// loadable segments, as `bootfmt::elf` validates them for the kernel).
-pub fn check_elf64(bytes: &[u8]) -> Result<()> {
+/// Checks that `bytes` are an x86-64 ELF64 file the boot loader accepts (header and
+/// loadable segments, as `bootfmt::elf` validates them for the kernel). Root servers
+/// (`fixed_address`) are placed at their link addresses, so they must be `ET_EXEC`.
+pub fn check_elf64(bytes: &[u8], fixed_address: bool) -> Result<()> {
     let elf = bootfmt::elf::Elf::parse(bytes).map_err(|err| anyhow!("bad ELF64 file: {err}"))?;
     elf.validate_layout().map_err(|err| anyhow!("bad ELF64 segments: {err}"))?;
+    if fixed_address && elf.kind() != bootfmt::elf::ElfKind::Executable {
+        bail!("a root server must be a static executable (ET_EXEC), not position-independent");
+    }
     Ok(())
 }
 
@@ -52,8 +56,10 @@ pub struct Overrides {
 /// Where one archive entry comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
-    /// An ELF file (a program).
-    Elf(PathBuf),
+    /// The ELF file of a root server (sigma0, root task): loaded at its link address.
+    RootServer(PathBuf),
+    /// The ELF file of a module.
+    Module(PathBuf),
     /// Text (module arguments).
     Text(String),
 }
@@ -68,11 +74,11 @@ pub fn plan(
     let roles = [(&manifest.sigma0, &overrides.sigma0), (&manifest.roottask, &overrides.root_task)];
     for (program, replacement) in roles {
         let path = replacement.clone().unwrap_or_else(|| elf_of_package(&program.package));
-        entries.push((program.entry.clone(), Source::Elf(path)));
+        entries.push((program.entry.clone(), Source::RootServer(path)));
     }
     for module in &manifest.modules {
         let path = elf_of_package(&module.program.package);
-        entries.push((module.program.entry.clone(), Source::Elf(path)));
+        entries.push((module.program.entry.clone(), Source::Module(path)));
         if let Some(args) = &module.args {
             entries.push((
                 format!("{}{ARGS_SUFFIX}", module.program.entry),
@@ -104,8 +110,10 @@ pub fn build(
     let mut programs = Vec::new();
     for (name, source) in &entries {
         let data = match source {
-            Source::Elf(path) => {
-                let data = read_elf(path).with_context(|| format!("archive entry {name:?}"))?;
+            Source::RootServer(path) | Source::Module(path) => {
+                let root_server = matches!(source, Source::RootServer(_));
+                let data = read_elf(path, root_server)
+                    .with_context(|| format!("archive entry {name:?}"))?;
                 programs.push((name.clone(), std::path::absolute(path)?));
                 data
             }
@@ -123,9 +131,9 @@ pub fn build(
     Ok(Archive { path, programs })
 }
 
-fn read_elf(path: &Path) -> Result<Vec<u8>> {
+fn read_elf(path: &Path, root_server: bool) -> Result<Vec<u8>> {
     let data = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    check_elf64(&data).with_context(|| format!("{} is not usable", path.display()))?;
+    check_elf64(&data, root_server).with_context(|| format!("{} is not usable", path.display()))?;
     Ok(data)
 }
 
@@ -217,11 +225,14 @@ mod tests {
 
     #[test]
     fn elf_check_accepts_only_x86_64_elf64() {
-        assert!(check_elf64(&elf_header(2, 2, 62)).is_ok());
-        assert!(check_elf64(&elf_header(1, 2, 62)).is_err());
-        assert!(check_elf64(&elf_header(2, 1, 62)).is_err());
-        assert!(check_elf64(&elf_header(2, 2, 183)).is_err());
-        assert!(check_elf64(b"#!/bin/sh\n").is_err());
+        assert!(check_elf64(&elf_header(2, 2, 62), true).is_ok());
+        assert!(check_elf64(&elf_header(1, 2, 62), false).is_err());
+        assert!(check_elf64(&elf_header(2, 1, 62), false).is_err());
+        assert!(check_elf64(&elf_header(2, 2, 183), false).is_err());
+        assert!(check_elf64(b"#!/bin/sh\n", false).is_err());
+        // Position-independent (ET_DYN) files are fine for modules, not for root servers.
+        assert!(check_elf64(&elf_header(2, 3, 62), false).is_ok());
+        assert!(check_elf64(&elf_header(2, 3, 62), true).is_err());
     }
 
     #[test]
@@ -247,11 +258,11 @@ mod tests {
         let overrides = Overrides { sigma0: None, root_task: Some(PathBuf::from("/my/root")) };
         let planned = plan(&manifest, elf, &overrides);
         let expected = vec![
-            ("sigma0".to_owned(), Source::Elf("/elf/sigma0".into())),
-            ("roottask".to_owned(), Source::Elf("/my/root".into())),
-            ("hello".to_owned(), Source::Elf("/elf/hello-pkg".into())),
+            ("sigma0".to_owned(), Source::RootServer("/elf/sigma0".into())),
+            ("roottask".to_owned(), Source::RootServer("/my/root".into())),
+            ("hello".to_owned(), Source::Module("/elf/hello-pkg".into())),
             ("hello.args".to_owned(), Source::Text("x=1".into())),
-            ("bye".to_owned(), Source::Elf("/elf/bye".into())),
+            ("bye".to_owned(), Source::Module("/elf/bye".into())),
         ];
         assert_eq!(planned, expected);
     }

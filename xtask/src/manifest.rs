@@ -66,6 +66,8 @@ struct RawScenario {
     #[serde(default)]
     cmdline: String,
     expect: String,
+    #[serde(default)]
+    require: Vec<String>,
 }
 
 /// One program in the boot archive.
@@ -135,6 +137,8 @@ pub struct Scenario {
     /// Kernel command line; empty means none.
     pub cmdline: String,
     pub expect: Expect,
+    /// Texts the serial log must contain, in this order (each is one check).
+    pub require: Vec<String>,
 }
 
 /// A checked boot manifest.
@@ -241,7 +245,7 @@ fn check_scenario(raw: RawScenario, names: &mut BTreeSet<String>) -> Result<Scen
         bail!("cmdline contains a control character");
     }
     let expect = Expect::try_from(raw.expect.as_str())?;
-    Ok(Scenario { name: raw.name, cmdline: raw.cmdline, expect })
+    Ok(Scenario { name: raw.name, cmdline: raw.cmdline, expect, require: raw.require })
 }
 
 /// Archive entry names: 1..=64 of `[A-Za-z0-9_.-]`, not starting with `.`, not ending in

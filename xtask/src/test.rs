@@ -176,7 +176,7 @@ fn run_scenario(
         .with_context(|| format!("cannot write {}", log_path.display()))?;
     std::fs::write(&sym_path, &symbolized)
         .with_context(|| format!("cannot write {}", sym_path.display()))?;
-    let verdict = judge(scenario, &raw, run.exit);
+    let verdict = judge(scenario, &raw, &symbolized, run.exit);
     println!(
         "guest: {}: {} passed, {} failed ({:.1} s; {})",
         scenario.name,
@@ -211,10 +211,30 @@ fn select<'m>(all: &'m [Scenario], wanted: &[String]) -> Result<Vec<&'m Scenario
 }
 
 /// Judges one scenario's log and exit.
-fn judge(scenario: &Scenario, log: &str, exit: qemu::GuestExit) -> Verdict {
-    match &scenario.expect {
+/// Required texts are looked for in the symbolized log, so they may name functions.
+fn judge(scenario: &Scenario, log: &str, symbolized: &str, exit: qemu::GuestExit) -> Verdict {
+    let mut verdict = match &scenario.expect {
         Expect::Suite => judge_suite(log, exit),
         Expect::Panic { containing } => judge_panic(log, exit, containing.as_deref()),
+    };
+    judge_required(&scenario.require, symbolized, &mut verdict);
+    verdict
+}
+
+/// Each required text is one check: it must appear in the log after the previous one.
+fn judge_required(required: &[String], log: &str, verdict: &mut Verdict) {
+    let mut from = 0;
+    for text in required {
+        match log[from..].find(text.as_str()) {
+            Some(at) => {
+                verdict.passed += 1;
+                from += at + text.len();
+            }
+            None => {
+                verdict.failed += 1;
+                verdict.failures.push(format!("the log lacks {text:?} (after the previous required text)"));
+            }
+        }
     }
 }
 
@@ -248,7 +268,7 @@ mod tests {
 
     fn scenarios() -> Vec<Scenario> {
         ["suite", "panic"]
-            .map(|name| Scenario { name: name.into(), cmdline: String::new(), expect: Expect::Suite })
+            .map(|name| Scenario { name: name.into(), cmdline: String::new(), expect: Expect::Suite, require: Vec::new() })
             .into()
     }
 
@@ -276,9 +296,20 @@ mod tests {
             name: "p".into(),
             cmdline: String::new(),
             expect: Expect::Panic { containing: Some("overflow".into()) },
+            require: Vec::new(),
         };
         let log = "KERNEL PANIC: kernel stack overflow\n";
-        assert_eq!(judge(&panic, log, qemu::GuestExit::Panic).passed, 1);
-        assert_eq!(judge(&scenarios()[0], log, qemu::GuestExit::Panic).failed, 1);
+        assert_eq!(judge(&panic, log, log, qemu::GuestExit::Panic).passed, 1);
+        assert_eq!(judge(&scenarios()[0], log, log, qemu::GuestExit::Panic).failed, 1);
+    }
+
+    #[test]
+    fn required_texts_must_appear_in_order() {
+        let mut v = Verdict::default();
+        judge_required(&["a".into(), "b".into()], "x a y b", &mut v);
+        assert_eq!((v.passed, v.failed), (2, 0));
+        let mut v = Verdict::default();
+        judge_required(&["b".into(), "a".into()], "x a y b", &mut v);
+        assert_eq!((v.passed, v.failed), (1, 1));
     }
 }
