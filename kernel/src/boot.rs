@@ -160,6 +160,14 @@ fn build_kernel_page_table(max_phys: u64) {
         unsafe { *tab(dm).add(i as usize) = (i << 30) | pte::PRESENT | pte::WRITE | pte::HUGE | pte::GLOBAL | pte::NX };
     }
     let tcb = early_table();
+    // The thread table's page directories exist from boot on, so creating and deleting
+    // threads only ever allocates and frees page tables and stack/TCB frames.
+    let tcb_span = crate::thread::MAX_THREADS as u64 * crate::arch::layout::TCB_SLOT;
+    for i in 0..tcb_span.div_ceil(1 << 30) {
+        let pd = early_table();
+        // SAFETY: writing entries of fresh early tables.
+        unsafe { *tab(tcb).add((((TCB_AREA >> 30) & 0x1FF) + i) as usize) = pd | pte::PRESENT | pte::WRITE };
+    }
     let kpdpt = early_table();
     let kpd = early_table();
     // SAFETY: writing entries of fresh early tables.
@@ -398,4 +406,19 @@ pub fn sigma0_fault(space: &mut Space, addr: u64) -> bool {
         return false;
     }
     space.map_page(page, page, PageSize::Size4K, true, true).is_ok()
+}
+
+/// σ0's pages that it has not touched yet still belong to it (idempotently): the source
+/// of a map item from σ0 at `va` is physical `va`, unless that is kernel memory.
+pub fn sigma0_source(va: u64) -> Option<(u64, u64, PageSize)> {
+    let (pool_lo, pool_hi) = kmem::pool_range();
+    let (kstart, kend) = kernel_image_phys();
+    let page = align_down(va, 4096);
+    let kernel = |s: u64, e: u64| (s < pool_hi && pool_lo < e) || (s < kend && kstart < e);
+    if page == 0 || kernel(page, page + 4096) {
+        return None;
+    }
+    let big = align_down(va, 1 << 21);
+    let size = if big != 0 && !kernel(big, big + (1 << 21)) { PageSize::Size2M } else { PageSize::Size4K };
+    Some((va, pte::WRITE, size))
 }

@@ -1,11 +1,472 @@
-//! Inter-process communication (X.2 Ipc). This module currently provides the timeout
-//! side: a thread whose wait times out is made runnable again.
+//! Inter-process communication: X.2 Ipc (and Lipc, the same call on amd64).
+//!
+//! An Ipc is an optional send phase followed by an optional receive phase. A thread that
+//! must wait blocks *inside* this module on its own kernel stack; whoever completes its
+//! IPC — the partner, the timeout, an ExchangeRegisters abort, a deletion — writes the
+//! result straight into the blocked thread's saved registers (or its kernel message
+//! buffer) and makes it runnable. When it runs again it simply returns to user mode.
+//!
+//! Message registers: MR0..MR7 travel in the AMD64 binding's registers (R9, RAX, RBX,
+//! R10, R12–R15), which are the thread's saved frame while it is in the kernel; MR8..
+//! live in the UTCB. Kernel-generated IPC (thread start, page faults, exceptions) uses the
+//! thread's `kmsg` buffer instead, so user registers are never disturbed.
+//!
+//! # Invariants
+//! - A thread is on exactly one send queue iff its state is `Sending` (the queue of
+//!   `partner`).
+//! - A thread in state `Sending`/`Receiving` is not on a ready queue.
 
-use crate::thread::{State, Tcb};
+use abi::error::{IpcError, IpcErrorCode, Phase};
+use abi::msg::MsgTag;
+use abi::thread_id::ThreadId;
+use abi::time::{Deadline, Time, Timeouts};
+
+use crate::arch::apic;
+use crate::sched;
+use crate::thread::{self, State, Tcb};
+use crate::timeout;
+
+/// Number of message registers.
+pub const MRS: usize = 64;
+
+/// Reads message register `i` of `t`.
+#[inline]
+pub fn mr(t: &mut Tcb, i: usize) -> u64 {
+    if t.kernel_ipc {
+        return t.kmsg.get(i).copied().unwrap_or(0);
+    }
+    let f = t.frame();
+    match i {
+        0 => f.r9,
+        1 => f.rax,
+        2 => f.rbx,
+        3 => f.r10,
+        4 => f.r12,
+        5 => f.r13,
+        6 => f.r14,
+        7 => f.r15,
+        _ => t.utcb().map_or(0, |u| u.mr[i]),
+    }
+}
+
+/// Writes message register `i` of `t`.
+#[inline]
+pub fn set_mr(t: &mut Tcb, i: usize, v: u64) {
+    if t.kernel_ipc {
+        if let Some(slot) = t.kmsg.get_mut(i) {
+            *slot = v;
+        }
+        return;
+    }
+    let f = t.frame();
+    match i {
+        0 => f.r9 = v,
+        1 => f.rax = v,
+        2 => f.rbx = v,
+        3 => f.r10 = v,
+        4 => f.r12 = v,
+        5 => f.r13 = v,
+        6 => f.r14 = v,
+        7 => f.r15 = v,
+        _ => {
+            if let Some(u) = t.utcb() {
+                u.mr[i] = v;
+            }
+        }
+    }
+}
+
+/// How `t` names `other` in a result: the local id within one space, else the global id.
+fn id_as_seen_by(t: &Tcb, other: &Tcb) -> ThreadId {
+    if t.space == other.space && other.utcb_user != 0 {
+        other.local_id()
+    } else {
+        other.id
+    }
+}
+
+/// Resolves a thread id given by `caller` (global, or local within its space).
+pub fn resolve(caller: &Tcb, id: ThreadId) -> Option<&'static mut Tcb> {
+    if id.is_global() {
+        return thread::lookup(id);
+    }
+    if !id.is_local() {
+        return None;
+    }
+    let space = caller.space();
+    let utcb = id.raw().wrapping_sub(abi::utcb::UTCB_MR0_OFFSET as u64);
+    if !space.in_utcb_area(utcb, abi::utcb::UTCB_SIZE as u64) || utcb % abi::utcb::UTCB_SIZE as u64 != 0 {
+        return None;
+    }
+    let leaf = crate::arch::paging::translate(space.pml4, utcb)?;
+    // SAFETY: the UTCB page is a kernel pool frame mapped by the direct map; reading the
+    // MyGlobalId word, which the kernel wrote (a user overwrite only names another
+    // thread, which is then checked like any global id).
+    let global = unsafe { *((crate::arch::layout::phys_to_virt(leaf.phys) + 0x188) as *const u64) };
+    let t = thread::lookup(ThreadId(global))?;
+    (t.space == caller.space && t.utcb_user == utcb).then_some(t)
+}
+
+/// Whether a receiver waiting with specifier `spec` accepts a message from `sender`.
+fn accepts(receiver: &Tcb, spec: ThreadId, sender: &Tcb) -> bool {
+    spec.is_any() || (spec.is_any_local() && sender.space == receiver.space) || spec == sender.id
+}
+
+/// Completes `t`'s IPC with an error and makes it runnable.
+pub fn fail(t: &mut Tcb, code: IpcErrorCode, phase: Phase) {
+    timeout::remove(t);
+    let err = IpcError::new(code, phase).encode();
+    if t.kernel_ipc {
+        t.kmsg_error = err;
+    } else {
+        if let Some(u) = t.utcb() {
+            u.error_code = err;
+        }
+        let local = t.local_id().raw();
+        let f = t.frame();
+        f.r9 = MsgTag(0).with_error(true).raw();
+        f.rsi = ThreadId::NIL.raw();
+        f.rdi = local;
+    }
+    t.then_receive = ThreadId::NIL;
+    sched::wake(t);
+}
+
+/// Completes `t`'s receive of a message from `from` and makes it runnable.
+fn succeed(t: &mut Tcb, from: ThreadId) {
+    timeout::remove(t);
+    if t.kernel_ipc {
+        t.kmsg_from = from;
+        t.kmsg_error = 0;
+    } else {
+        let local = t.local_id().raw();
+        let f = t.frame();
+        f.rsi = from.raw();
+        f.rdi = local;
+    }
+    sched::wake(t);
+}
+
+/// Copies the message of `src` to `dst`. Returns the error code on failure.
+fn transfer(src: &mut Tcb, dst: &mut Tcb) -> Result<(), IpcErrorCode> {
+    let tag = MsgTag(mr(src, 0));
+    let (u, t) = (tag.untyped() as usize, tag.typed() as usize);
+    if u + t >= MRS {
+        return Err(IpcErrorCode::Overflow);
+    }
+    for i in 1..=u {
+        let v = mr(src, i);
+        set_mr(dst, i, v);
+    }
+    if t > 0 {
+        let mut words = [0u64; MRS];
+        for i in 0..t {
+            words[i] = mr(src, u + 1 + i);
+        }
+        crate::ipc_items::transfer_items(src, dst, &words[..t], u + 1)?;
+    }
+    // Flags r, x, e are cleared on delivery; p is kept.
+    let out = MsgTag(tag.raw() & !(0xE << 12));
+    set_mr(dst, 0, out.raw());
+    Ok(())
+}
+
+/// Delivers `sender`'s message to the waiting `receiver`, then releases both as their
+/// states demand. Returns false if the transfer failed (both got the error).
+fn deliver(sender: &mut Tcb, receiver: &mut Tcb) -> bool {
+    match transfer(sender, receiver) {
+        Ok(()) => {
+            let from = id_as_seen_by(receiver, sender);
+            succeed(receiver, from);
+            true
+        }
+        Err(code) => {
+            fail(receiver, code, Phase::Receive);
+            false
+        }
+    }
+}
+
+fn deadline(raw: u16) -> Deadline {
+    Time::decode(raw).deadline_us(apic::now_us())
+}
+
+/// Blocks `t` in `state` until someone completes its IPC or the deadline passes.
+fn wait(t: &mut Tcb, state: State, dl: Deadline) {
+    if let Deadline::At(at) = dl {
+        timeout::add(t, at);
+    }
+    sched::block(t, state);
+}
+
+/// Removes `t` from the send queue of `partner`.
+fn unqueue_sender(t: &mut Tcb) {
+    if let Some(p) = thread::lookup(t.partner) {
+        let mut link: *mut *mut Tcb = &mut p.send_queue;
+        // SAFETY: send queues link live TCBs (invariant).
+        unsafe {
+            while !(*link).is_null() {
+                if *link == t as *mut Tcb {
+                    *link = t.send_next;
+                    break;
+                }
+                link = &mut (**link).send_next;
+            }
+        }
+    }
+    t.send_next = core::ptr::null_mut();
+}
+
+fn enqueue_sender(t: &mut Tcb, dest: &mut Tcb) {
+    t.send_next = core::ptr::null_mut();
+    let mut link: *mut *mut Tcb = &mut dest.send_queue;
+    // SAFETY: send queues link live TCBs (invariant).
+    unsafe {
+        while !(*link).is_null() {
+            link = &mut (**link).send_next;
+        }
+        *link = t;
+    }
+}
+
+/// The send phase: returns false if the IPC ended (error reported into `t`).
+fn send_phase(t: &mut Tcb, dest: &mut Tcb, snd_timeout: u16) -> bool {
+    if dest.state == State::Receiving && !dest.halted && accepts(dest, dest.partner, t) {
+        if !deliver(t, dest) {
+            fail(t, IpcErrorCode::Overflow, Phase::Send);
+            return false;
+        }
+        return true;
+    }
+    let dl = deadline(snd_timeout);
+    if dl == Deadline::Now {
+        fail(t, IpcErrorCode::Timeout, Phase::Send);
+        return false;
+    }
+    t.partner = dest.id;
+    enqueue_sender(t, dest);
+    wait(t, State::Sending, dl);
+    // Woken: either the receiver took the message (and, for a call, moved us on to the
+    // receive phase and completed it), or an error was reported.
+    false
+}
+
+/// The receive phase.
+fn receive_phase(t: &mut Tcb, spec: ThreadId, rcv_timeout: u16) {
+    // A specific sender must exist.
+    if !spec.is_any() && !spec.is_any_local() && thread::lookup(spec).is_none() {
+        fail(t, IpcErrorCode::NotExist, Phase::Receive);
+        return;
+    }
+    let mut cur = t.send_queue;
+    while !cur.is_null() {
+        // SAFETY: send queues link live TCBs (invariant).
+        let s = unsafe { &mut *cur };
+        if accepts(t, spec, s) {
+            unqueue_from(t, s);
+            let ok = deliver(s, t);
+            if !ok {
+                fail(s, IpcErrorCode::Overflow, Phase::Send);
+                return;
+            }
+            continue_sender(s, t);
+            return;
+        }
+        cur = s.send_next;
+    }
+    let dl = deadline(rcv_timeout);
+    if dl == Deadline::Now {
+        fail(t, IpcErrorCode::Timeout, Phase::Receive);
+        return;
+    }
+    t.partner = spec;
+    wait(t, State::Receiving, dl);
+}
+
+fn unqueue_from(receiver: &mut Tcb, s: &mut Tcb) {
+    let mut link: *mut *mut Tcb = &mut receiver.send_queue;
+    // SAFETY: send queues link live TCBs (invariant).
+    unsafe {
+        while !(*link).is_null() {
+            if *link == s as *mut Tcb {
+                *link = s.send_next;
+                break;
+            }
+            link = &mut (**link).send_next;
+        }
+    }
+    s.send_next = core::ptr::null_mut();
+}
+
+/// A queued sender's message was taken: go on to its receive phase, or finish its send.
+fn continue_sender(s: &mut Tcb, receiver: &mut Tcb) {
+    timeout::remove(s);
+    let spec = s.then_receive;
+    if spec.is_nil() {
+        finish_send(s);
+        return;
+    }
+    s.then_receive = ThreadId::NIL;
+    // A call: the partner is normally the receiver, which has not replied yet.
+    let _ = receiver;
+    let dl = deadline(s.then_timeout);
+    if dl == Deadline::Now {
+        fail(s, IpcErrorCode::Timeout, Phase::Receive);
+        return;
+    }
+    s.partner = spec;
+    s.state = State::Receiving;
+    if let Deadline::At(at) = dl {
+        timeout::add(s, at);
+    }
+}
+
+/// A send-only IPC finished successfully.
+fn finish_send(s: &mut Tcb) {
+    if !s.kernel_ipc {
+        let local = s.local_id().raw();
+        let f = s.frame();
+        f.rsi = ThreadId::NIL.raw();
+        f.rdi = local;
+        // MR0 keeps the sent tag with its error flag clear.
+        f.r9 &= !(1 << 15);
+    }
+    sched::wake(s);
+}
+
+/// The Ipc system call of the running thread `t` (registers in its frame).
+pub fn sys_ipc(t: &mut Tcb) {
+    let f = t.frame();
+    let to = ThreadId(f.rsi);
+    let from = ThreadId(f.rdx);
+    let timeouts = Timeouts(f.r8);
+    ipc(t, to, from, timeouts.send(), timeouts.receive());
+    if t.state == State::Ready && !t.kernel_ipc {
+        // Not blocked: results are in the frame already (or set here on plain success).
+        let local = t.local_id().raw();
+        t.frame().rdi = local;
+    }
+}
+
+/// Performs an IPC for `t`: send to `to` (unless nil), then receive from `from` (unless
+/// nil). Returns when `t`'s IPC is complete.
+pub fn ipc(t: &mut Tcb, to: ThreadId, from: ThreadId, snd_timeout: u16, rcv_timeout: u16) {
+    if !to.is_nil() {
+        let Some(dest) = resolve(t, to) else {
+            fail(t, IpcErrorCode::NotExist, Phase::Send);
+            return;
+        };
+        if !dest.active {
+            fail(t, IpcErrorCode::NotExist, Phase::Send);
+            return;
+        }
+        // Resolve the receive specifier now: a local id becomes the thread's global id.
+        let spec = match receive_spec(t, from) {
+            Some(s) => s,
+            None => ThreadId::NIL,
+        };
+        t.then_receive = spec;
+        t.then_timeout = rcv_timeout;
+        if !send_phase(t, dest, snd_timeout) {
+            return;
+        }
+        t.then_receive = ThreadId::NIL;
+        if from.is_nil() {
+            finish_send_running(t);
+            return;
+        }
+    }
+    if from.is_nil() {
+        return;
+    }
+    let Some(spec) = receive_spec(t, from) else {
+        fail(t, IpcErrorCode::NotExist, Phase::Receive);
+        return;
+    };
+    receive_phase(t, spec, rcv_timeout);
+}
+
+fn finish_send_running(t: &mut Tcb) {
+    if !t.kernel_ipc {
+        let local = t.local_id().raw();
+        let f = t.frame();
+        f.rsi = ThreadId::NIL.raw();
+        f.rdi = local;
+        f.r9 &= !(1 << 15);
+    }
+}
+
+/// Turns a user receive specifier into the form kept while waiting.
+fn receive_spec(t: &Tcb, from: ThreadId) -> Option<ThreadId> {
+    if from.is_nil() || from.is_any() || from.is_any_local() {
+        return Some(from);
+    }
+    resolve(t, from).map(|p| p.id)
+}
+
+/// Kernel-generated call: sends `t.kmsg` to `to` and waits for the reply into `t.kmsg`.
+/// Returns the IPC error word (0 = success).
+pub fn kernel_call(t: &mut Tcb, to: ThreadId, snd_timeout: u16, rcv_timeout: u16) -> u64 {
+    t.kernel_ipc = true;
+    t.kmsg_error = 0;
+    ipc(t, to, to, snd_timeout, rcv_timeout);
+    t.kernel_ipc = false;
+    t.kmsg_error
+}
+
+/// Kernel-generated receive into `t.kmsg` (thread start protocol).
+pub fn kernel_receive(t: &mut Tcb, from: ThreadId) -> u64 {
+    t.kernel_ipc = true;
+    t.kmsg_error = 0;
+    ipc(t, ThreadId::NIL, from, 0, 0);
+    t.kernel_ipc = false;
+    t.kmsg_error
+}
 
 /// A waiting thread's timeout expired.
 pub fn timeout_expired(t: &mut Tcb) {
-    if matches!(t.state, State::Sending | State::Receiving) {
-        crate::sched::wake(t);
+    match t.state {
+        State::Sending => {
+            unqueue_sender(t);
+            fail(t, IpcErrorCode::Timeout, Phase::Send);
+        }
+        State::Receiving => fail(t, IpcErrorCode::Timeout, Phase::Receive),
+        _ => {}
     }
+}
+
+/// ExchangeRegisters abort: cancels an ongoing send and/or receive.
+pub fn abort(t: &mut Tcb, send: bool, receive: bool) {
+    match t.state {
+        State::Sending if send => {
+            unqueue_sender(t);
+            fail(t, IpcErrorCode::Cancelled, Phase::Send);
+        }
+        State::Receiving if receive => fail(t, IpcErrorCode::Cancelled, Phase::Receive),
+        _ => {}
+    }
+}
+
+/// A thread is being deleted: release everyone blocked on it.
+pub fn release_partners(dying: &mut Tcb) {
+    // Its own IPC ends.
+    if dying.state == State::Sending {
+        unqueue_sender(dying);
+    }
+    timeout::remove(dying);
+    // Senders queued on it fail with "non-existing partner".
+    while !dying.send_queue.is_null() {
+        // SAFETY: send queues link live TCBs.
+        let s = unsafe { &mut *dying.send_queue };
+        dying.send_queue = s.send_next;
+        s.send_next = core::ptr::null_mut();
+        fail(s, IpcErrorCode::NotExist, Phase::Send);
+    }
+    // Receivers waiting for exactly this thread fail too.
+    let id = dying.id;
+    thread::for_each(|t| {
+        if t.state == State::Receiving && t.partner == id {
+            fail(t, IpcErrorCode::NotExist, Phase::Receive);
+        }
+    });
 }

@@ -9,6 +9,7 @@
 //! | `3C 01`             | print the NUL-terminated string at RAX                 |
 //! | `3C 08` / `3C 0D`   | read a character (non-blocking: ~0 if none / polling)  |
 //! | `3C 10` (Tern)      | power off; RAX = 0 success, else failure (privileged)  |
+//! | `3C 11` (Tern)      | kernel memory: RAX = free pool frames, RDX = total     |
 //! | `EB xx 48 C7 C0 i32`| KDB_Enter("text"): print the text, continue            |
 //! | `90`                | skip                                                   |
 //! Any other `int3` is a breakpoint exception of the thread.
@@ -77,6 +78,10 @@ pub fn int3(t: &mut Tcb, frame: &mut Frame) -> bool {
                         }
                         core::hint::spin_loop();
                     }
+                }
+                0x11 => {
+                    frame.rax = crate::kmem::free_frames() as u64;
+                    frame.rdx = crate::kmem::total_frames() as u64;
                 }
                 0x10 if t.space().privileged => {
                     crate::kprintln!("power off requested by thread {:#x} ({}), status {}", t.id.raw(), t.name().as_str(), frame.rax);

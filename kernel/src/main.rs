@@ -19,6 +19,7 @@ pub mod boot;
 pub mod console;
 pub mod fpu;
 pub mod ipc;
+pub mod ipc_items;
 pub mod kdb;
 pub mod kip;
 pub mod kmem;

@@ -274,3 +274,33 @@ pub fn wake(t: &mut Tcb) {
         enqueue(t);
     }
 }
+
+/// Invalidates the TLB entry for `va` if `space` is the one loaded in CR3. (Other spaces
+/// are flushed on switch: without PCIDs every CR3 load flushes; with PCIDs a space whose
+/// mappings shrank is marked `fresh` so that its next load flushes.)
+pub fn flush_if_current(space: &mut crate::space::Space, va: u64) {
+    if crate::arch::paging::read_cr3() & 0x000F_FFFF_FFFF_F000 == space.pml4 {
+        crate::arch::paging::invlpg(va);
+    } else {
+        space.fresh = true;
+    }
+}
+
+/// Switches away if a thread of higher priority than the running one is ready.
+pub fn preempt_check() {
+    let Some(c) = current() else { return };
+    if let Some(n) = pick() {
+        // SAFETY: `n` is on a ready list, hence a live TCB.
+        if unsafe { (*n).prio } > c.prio || c.state != State::Ready {
+            reschedule();
+        }
+    }
+}
+
+/// ThreadSwitch to `to`: the caller gives up its timeslice and `to` runs next.
+pub fn donate(from: &mut Tcb, to: &mut Tcb) {
+    account();
+    from.remaining_us = from.timeslice_us;
+    rotate(from);
+    switch_to(to);
+}

@@ -1,38 +1,626 @@
-//! System-call dispatch: from the stub a `syscall` came through to its handler.
+//! System-call dispatch and the X.2 calls other than Ipc (see `ipc.rs`).
 //!
-//! The calls implemented so far are SystemClock, ThreadSwitch and the bench-only null
-//! call; the remaining X.2 calls answer "invalid parameter" in the ErrorCode TCR and a
-//! failure result until their issues land (see docs/abi.md for the status of each).
+//! Every handler has the same shape: decode the registers into a typed argument view
+//! (`abi::syscall`), check every argument and report the first error in the ErrorCode
+//! TCR *before* changing any state, then act and write the results into the frame.
+//! Register conventions are the AMD64 binding's (docs/abi.md).
+
+use abi::error::SysError;
+use abi::fpage::Fpage;
+use abi::syscall::{ExRegsArgs, ExRegsState, ScheduleArgs, SpaceControlArgs, ThreadControlArgs, ThreadState, USER_FLAGS_MASK};
+use abi::thread_id::ThreadId;
+use abi::time::Time;
 
 use crate::arch::apic;
+use crate::arch::layout::USER_END;
 use crate::arch::syscall::{stub_from_return, Stub};
 use crate::arch::trap::Frame;
+use crate::ipc;
+use crate::kip;
 use crate::sched;
+use crate::space::Space;
+use crate::thread::{self, State, Tcb};
 
 /// Entry from the architecture layer for every `syscall`.
 pub fn dispatch(frame: &mut Frame) {
+    let Some(t) = sched::current() else { return };
     let Some(stub) = stub_from_return(frame.rcx) else {
         // `syscall` executed outside the stub page: not an X.2 call.
-        if let Some(t) = sched::current() {
-            crate::kprintln!("thread {:#x} ({}): syscall outside the KIP stubs at {:#x}", t.id.raw(), t.name().as_str(), frame.rcx);
-            sched::block(t, crate::thread::State::Faulted);
-        }
+        crate::kprintln!("thread {:#x} ({}): syscall outside the KIP stubs at {:#x}", t.id.raw(), t.name().as_str(), frame.rcx);
+        sched::block(t, State::Faulted);
         return;
     };
     match stub {
+        Stub::Ipc => ipc::sys_ipc(t),
         Stub::SystemClock => {
             frame.rax = apic::now_us();
             frame.rdx = 0;
         }
-        Stub::ThreadSwitch => sched::yield_now(),
+        Stub::ThreadSwitch => thread_switch(t),
+        Stub::ExchangeRegisters => exchange_registers(t),
+        Stub::ThreadControl => {
+            let r = thread_control(t);
+            result(t, r)
+        }
+        Stub::SpaceControl => space_control(t),
+        Stub::Schedule => schedule(t),
+        Stub::ProcessorControl => {
+            let r = processor_control(t);
+            result(t, r)
+        }
+        Stub::MemoryControl => memory_control(t),
+        Stub::Unmap => unmap(t),
         Stub::Null => {}
-        _ => {
-            if let Some(t) = sched::current() {
-                if let Some(u) = t.utcb() {
-                    u.error_code = abi::error::SysError::InvalidParam as u64;
-                }
-            }
-            frame.rax = 0;
+    }
+    sched::preempt_check();
+}
+
+/// Writes a 1/0 result into RAX and the error, if any, into ErrorCode.
+fn result(t: &mut Tcb, r: Result<(), SysError>) {
+    match r {
+        Ok(()) => t.frame().rax = 1,
+        Err(e) => {
+            set_error(t, e);
+            t.frame().rax = 0;
         }
     }
+}
+
+fn set_error(t: &mut Tcb, e: SysError) {
+    if let Some(u) = t.utcb() {
+        u.error_code = e.code();
+    }
+}
+
+fn privileged(t: &Tcb) -> bool {
+    t.space().privileged
+}
+
+/// A user address is canonical and below the kernel half.
+fn user_address(a: u64) -> bool {
+    a < USER_END
+}
+
+// ---------------------------------------------------------------------------------------
+// ThreadSwitch
+
+fn thread_switch(t: &mut Tcb) {
+    let dest = ThreadId(t.frame().rdi);
+    if !dest.is_nil() {
+        if let Some(d) = ipc::resolve(t, dest) {
+            if d.state == State::Ready && !d.halted && d.id != t.id {
+                sched::donate(t, d);
+                return;
+            }
+        }
+    }
+    sched::yield_now();
+}
+
+// ---------------------------------------------------------------------------------------
+// ExchangeRegisters
+
+fn exchange_registers(t: &mut Tcb) {
+    let f = t.frame();
+    let raw = (f.rax, f.rsi, f.rdx, f.r8, f.r9, f.r10, f.rdi);
+    let args = match ExRegsArgs::from_raw(raw.0, raw.1, raw.2, raw.3, raw.4, raw.5, raw.6) {
+        Ok(a) => a,
+        Err(e) => return exregs_fail(t, e),
+    };
+    let Some(d) = ipc::resolve(t, args.dest) else {
+        return exregs_fail(t, SysError::InvalidThread);
+    };
+    if d.space != t.space || !d.active {
+        return exregs_fail(t, SysError::InvalidThread);
+    }
+    let c = args.control;
+    if c.set_ip() && !user_address(args.ip) {
+        return exregs_fail(t, SysError::InvalidParam);
+    }
+    // Old values.
+    let state = ExRegsState::new(d.halted, d.state == State::Receiving, d.state == State::Sending);
+    let (old_sp, old_ip, old_flags) = {
+        let df = d.frame();
+        (df.rsp, df.rip, df.rflags)
+    };
+    let (old_handle, old_pager) = d.utcb().map_or((0, 0), |u| (u.user_handle, u.pager));
+    // Changes.
+    if c.abort_send() || c.abort_receive() {
+        ipc::abort(d, c.abort_send(), c.abort_receive());
+    }
+    {
+        let df = d.frame();
+        if c.set_sp() {
+            df.rsp = args.sp;
+        }
+        if c.set_ip() {
+            df.rip = args.ip;
+        }
+        if c.set_flags() {
+            df.rflags = (df.rflags & !USER_FLAGS_MASK) | (args.flags & USER_FLAGS_MASK);
+        }
+    }
+    if c.set_fs_base() {
+        d.fs_base = args.user_handle;
+        if d.id == t.id {
+            crate::arch::set_user_segment_bases(d.fs_base, d.utcb_user);
+        }
+    }
+    if let Some(u) = d.utcb() {
+        if c.set_user_handle() {
+            u.user_handle = args.user_handle;
+        }
+        if c.set_pager() {
+            u.pager = args.pager.raw();
+        }
+    }
+    if c.apply_halt() {
+        if c.halt() {
+            d.halted = true;
+            sched::dequeue(d);
+        } else if d.halted {
+            d.halted = false;
+            if d.state == State::Ready {
+                sched::enqueue(d);
+            }
+        }
+    }
+    let result = if args.dest.is_local() { d.id } else { d.local_id() };
+    let f = t.frame();
+    f.rax = result.raw();
+    f.rsi = state.0;
+    f.rdx = old_sp;
+    f.r8 = old_ip;
+    f.r9 = old_flags;
+    f.r10 = old_handle;
+    f.rdi = old_pager;
+    if d.id == t.id && c.apply_halt() && c.halt() {
+        sched::block(t, State::Ready);
+    }
+}
+
+fn exregs_fail(t: &mut Tcb, e: SysError) {
+    set_error(t, e);
+    t.frame().rax = ThreadId::NIL.raw();
+}
+
+// ---------------------------------------------------------------------------------------
+// ThreadControl
+
+fn thread_control(t: &mut Tcb) -> Result<(), SysError> {
+    let f = t.frame();
+    let a = ThreadControlArgs::from_raw(f.rdi, f.rsi, f.rdx, f.r8, f.r9);
+    if !privileged(t) {
+        return Err(SysError::NoPrivilege);
+    }
+    let resolve_opt = |id: ThreadId| -> Result<Option<ThreadId>, SysError> {
+        if id.is_nil() {
+            Ok(None)
+        } else if id.is_local() {
+            ipc::resolve(t, id).map(|x| Some(x.id)).ok_or(SysError::InvalidThread)
+        } else {
+            Ok(Some(id))
+        }
+    };
+    let dest = a.dest;
+    if !dest.is_global() {
+        return Err(SysError::InvalidThread);
+    }
+    if dest.number() < kip::SYSTEM_BASE {
+        // Interrupt threads: attaching handlers arrives with the interrupt issue.
+        return Err(SysError::InvalidThread);
+    }
+    if dest.number() < kip::user_base() || dest.number() as usize >= thread::MAX_THREADS {
+        return Err(SysError::InvalidThread);
+    }
+    let pager = resolve_opt(a.pager)?;
+    let scheduler = resolve_opt(a.scheduler)?;
+    let space_spec = resolve_opt(a.space)?;
+    let Some(space_spec) = space_spec else {
+        return delete_thread(t, dest);
+    };
+    // Is there a thread with this number (any version)?
+    let existing = thread::lookup_number(dest.number());
+    match existing {
+        Some(d) => modify_thread(t, d, dest, space_spec, scheduler, pager, a.utcb_location),
+        None => create_thread(t, dest, space_spec, scheduler, pager, a.utcb_location),
+    }
+}
+
+fn delete_thread(t: &mut Tcb, dest: ThreadId) -> Result<(), SysError> {
+    let d = thread::lookup(dest).ok_or(SysError::InvalidThread)?;
+    if d.id == t.id {
+        return Err(SysError::InvalidThread);
+    }
+    destroy(d);
+    Ok(())
+}
+
+/// Deletes a thread: ends its IPC, releases its partners, frees its memory and, with the
+/// last thread, its space.
+pub fn destroy(d: &mut Tcb) {
+    ipc::release_partners(d);
+    crate::timeout::remove(d);
+    sched::dequeue(d);
+    let space = d.space();
+    // SAFETY: the thread is not running (the caller is another thread), it is off every
+    // queue, and no partner refers to it any more.
+    unsafe { thread::destroy(d) };
+    if space.threads == 0 {
+        // SAFETY: no thread refers to the space; it is not the current space because the
+        // caller runs in another one (a thread cannot delete itself).
+        unsafe { space.destroy() };
+    }
+}
+
+fn check_utcb(space: &Space, utcb: u64) -> Result<(), SysError> {
+    if utcb % abi::utcb::UTCB_SIZE as u64 != 0 || !space.in_utcb_area(utcb, abi::utcb::UTCB_SIZE as u64) {
+        return Err(SysError::UtcbArea);
+    }
+    // No other thread of the space may use it.
+    let mut clash = false;
+    let sp = space as *const Space;
+    thread::for_each(|x| {
+        if x.space as *const Space == sp && x.utcb_user == utcb {
+            clash = true;
+        }
+    });
+    if clash {
+        return Err(SysError::UtcbArea);
+    }
+    Ok(())
+}
+
+fn create_thread(
+    t: &mut Tcb,
+    dest: ThreadId,
+    space_spec: ThreadId,
+    scheduler: Option<ThreadId>,
+    pager: Option<ThreadId>,
+    utcb: Option<u64>,
+) -> Result<(), SysError> {
+    let Some(scheduler) = scheduler else {
+        return Err(SysError::InvalidScheduler);
+    };
+    thread::lookup(scheduler).ok_or(SysError::InvalidScheduler)?;
+    let new_space = space_spec == dest;
+    let space: &mut Space = if new_space {
+        if pager.is_some() {
+            // A new space is not initialised yet: it cannot run.
+            return Err(SysError::InvalidSpace);
+        }
+        Space::create("task").map_err(|_| SysError::OutOfMemory)?
+    } else {
+        let owner = thread::lookup(space_spec).ok_or(SysError::InvalidSpace)?;
+        owner.space()
+    };
+    if let Some(p) = pager {
+        if !space.initialised() {
+            return Err(SysError::InvalidSpace);
+        }
+        match utcb {
+            Some(u) => check_utcb(space, u)?,
+            None => return Err(SysError::UtcbArea),
+        }
+        let _ = p;
+    }
+    let prio = t.prio;
+    let d = match thread::create(dest, space, prio) {
+        Ok(d) => d,
+        Err(_) => {
+            if new_space {
+                // SAFETY: the space was created above and has no thread.
+                unsafe { space.destroy() };
+            }
+            return Err(SysError::OutOfMemory);
+        }
+    };
+    d.scheduler = scheduler;
+    d.pending_utcb = utcb.unwrap_or(0);
+    if let Some(p) = pager {
+        if let Err(e) = activate(d, utcb.unwrap_or(0), p) {
+            destroy(d);
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+/// Activates `d` with its UTCB at `utcb` and the start protocol from `pager`.
+fn activate(d: &mut Tcb, utcb: u64, pager: ThreadId) -> Result<(), SysError> {
+    thread::activate(d, utcb, pager).map_err(|_| SysError::OutOfMemory)?;
+    d.starting = true;
+    d.kernel_ipc = true;
+    d.kmsg_error = 0;
+    d.partner = pager;
+    d.state = State::Receiving;
+    Ok(())
+}
+
+fn modify_thread(
+    t: &mut Tcb,
+    d: &mut Tcb,
+    dest: ThreadId,
+    space_spec: ThreadId,
+    scheduler: Option<ThreadId>,
+    pager: Option<ThreadId>,
+    utcb: Option<u64>,
+) -> Result<(), SysError> {
+    let _ = t;
+    // Check everything first.
+    if d.id != dest && thread::lookup(dest).is_none() && d.id.number() != dest.number() {
+        return Err(SysError::InvalidThread);
+    }
+    let target_space: &mut Space = if space_spec == d.id || space_spec == dest {
+        d.space()
+    } else {
+        thread::lookup(space_spec).ok_or(SysError::InvalidSpace)?.space()
+    };
+    let moving = target_space as *mut Space != d.space;
+    if moving && d.active {
+        // Migration of active threads between spaces is not offered (X.2 allows refusing).
+        return Err(SysError::InvalidSpace);
+    }
+    if let Some(u) = utcb {
+        if d.active && u != d.utcb_user {
+            return Err(SysError::UtcbArea);
+        }
+    }
+    if let Some(s) = scheduler {
+        thread::lookup(s).ok_or(SysError::InvalidScheduler)?;
+    }
+    let activating = pager.is_some() && !d.active;
+    if activating {
+        if !target_space.initialised() {
+            return Err(SysError::InvalidSpace);
+        }
+        let u = utcb.unwrap_or(d.pending_utcb);
+        check_utcb(target_space, u)?;
+    }
+    // Now act.
+    if moving {
+        d.space().threads -= 1;
+        d.space = target_space;
+        target_space.threads += 1;
+    }
+    if let Some(s) = scheduler {
+        d.scheduler = s;
+    }
+    if let Some(u) = utcb {
+        if !d.active {
+            d.pending_utcb = u;
+        }
+    }
+    if d.id != dest {
+        // A new version renames the thread.
+        d.id = dest;
+        if let Some(u) = d.utcb() {
+            u.my_global_id = dest.raw();
+        }
+    }
+    if let Some(p) = pager {
+        if activating {
+            let u = d.pending_utcb;
+            activate(d, u, p)?;
+        } else if let Some(u) = d.utcb() {
+            u.pager = p.raw();
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// SpaceControl
+
+fn space_control(t: &mut Tcb) {
+    let f = t.frame();
+    let a = SpaceControlArgs::from_raw(f.rdi, f.rsi, f.rdx, f.r8, f.r9);
+    let r = space_control_checked(t, a);
+    match r {
+        Ok(old) => {
+            let f = t.frame();
+            f.rax = 1;
+            f.rdx = old;
+        }
+        Err(e) => {
+            set_error(t, e);
+            t.frame().rax = 0;
+        }
+    }
+}
+
+fn space_control_checked(t: &mut Tcb, a: SpaceControlArgs) -> Result<u64, SysError> {
+    if !privileged(t) {
+        return Err(SysError::NoPrivilege);
+    }
+    let owner = if a.space.is_local() { ipc::resolve(t, a.space) } else { thread::lookup(a.space) };
+    let owner = owner.ok_or(SysError::InvalidSpace)?;
+    let space = owner.space();
+    let redirector = if a.redirector.is_nil() || a.redirector.is_any() {
+        a.redirector
+    } else {
+        ipc::resolve(t, a.redirector).map(|r| r.id).ok_or(SysError::InvalidThread)?
+    };
+    if a.control != 0 {
+        return Err(SysError::InvalidParam);
+    }
+    if !space.initialised() {
+        let utcb = a.utcb_area.try_validate().map_err(|_| SysError::UtcbArea)?;
+        let kipf = a.kip_area.try_validate().map_err(|_| SysError::KipArea)?;
+        let (ub, ul) = (utcb.fpage().base(), utcb.log2size());
+        let (kb, kl) = (kipf.fpage().base(), kipf.log2size());
+        if ul < 12 || ul >= 47 || ub.checked_add(1 << ul).is_none_or(|e| e > USER_END) {
+            return Err(SysError::UtcbArea);
+        }
+        if kl < 12 || kl >= 47 || kb.checked_add(1 << kl).is_none_or(|e| e > USER_END) {
+            return Err(SysError::KipArea);
+        }
+        if kb < ub + (1 << ul) && ub < kb + (1 << kl) {
+            return Err(SysError::KipArea);
+        }
+        space.utcb_base = ub;
+        space.utcb_log2 = ul;
+        space.kip_base = kb;
+        space.kip_log2 = kl;
+        if kip::map_into(space).is_err() {
+            space.utcb_log2 = 0;
+            return Err(SysError::OutOfMemory);
+        }
+    }
+    if !a.redirector.is_nil() {
+        space.redirector = redirector.raw();
+    }
+    Ok(0)
+}
+
+// ---------------------------------------------------------------------------------------
+// Schedule
+
+fn schedule(t: &mut Tcb) {
+    let f = t.frame();
+    let raw = (f.rdi, f.rsi, f.rdx, f.r8, f.r9);
+    match schedule_checked(t, raw) {
+        Ok((state, old_time)) => {
+            let f = t.frame();
+            f.rax = state as u64;
+            f.rdx = old_time;
+        }
+        Err(e) => {
+            set_error(t, e);
+            let f = t.frame();
+            f.rax = ThreadState::Error as u64;
+        }
+    }
+}
+
+fn us_to_time(us: u64) -> u16 {
+    abi::time::encode_period(us)
+}
+
+fn schedule_checked(t: &mut Tcb, raw: (u64, u64, u64, u64, u64)) -> Result<(ThreadState, u64), SysError> {
+    let dest = ipc::resolve(t, ThreadId(raw.0)).ok_or(SysError::InvalidThread)?;
+    let a = ScheduleArgs::from_raw(raw.0, raw.1, raw.2, raw.3, raw.4)?;
+    if dest.scheduler != t.id && !privileged(t) {
+        return Err(SysError::NoPrivilege);
+    }
+    if let Some(p) = a.priority {
+        if p > t.prio && !privileged(t) {
+            return Err(SysError::NoPrivilege);
+        }
+    }
+    if let Some(cpu) = a.processor {
+        if cpu != 0 {
+            return Err(SysError::InvalidParam);
+        }
+    }
+    let old = (us_to_time(dest.remaining_us) as u64) << 16 | us_to_time(dest.quantum_us) as u64;
+    if let Some(ts) = a.time.timeslice {
+        match ts {
+            Time::Period { us } if us > 0 => {
+                dest.timeslice_us = us;
+                dest.remaining_us = dest.remaining_us.min(us);
+            }
+            Time::Never => dest.timeslice_us = 0,
+            _ => return Err(SysError::InvalidParam),
+        }
+    }
+    if let Some(q) = a.time.total_quantum {
+        match q {
+            Time::Period { us } => dest.quantum_us = us,
+            Time::Never | Time::Zero => dest.quantum_us = 0,
+            _ => return Err(SysError::InvalidParam),
+        }
+    }
+    if let Some(p) = a.priority {
+        sched::set_priority(dest, p);
+    }
+    Ok((thread_state(dest), old))
+}
+
+fn thread_state(d: &Tcb) -> ThreadState {
+    match d.state {
+        _ if !d.active => ThreadState::Inactive,
+        State::Ready if d.halted => ThreadState::Inactive,
+        State::Ready => ThreadState::Running,
+        State::Sending => ThreadState::Sending,
+        State::Receiving => ThreadState::Receiving,
+        State::Inactive | State::Faulted => ThreadState::Inactive,
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// ProcessorControl, MemoryControl, Unmap
+
+fn processor_control(t: &mut Tcb) -> Result<(), SysError> {
+    if !privileged(t) {
+        return Err(SysError::NoPrivilege);
+    }
+    if t.frame().rdi != 0 {
+        return Err(SysError::InvalidParam);
+    }
+    Ok(())
+}
+
+fn memory_control(t: &mut Tcb) {
+    // MemoryControl sets caching attributes of the fpages in MR0..k. Tern keeps the
+    // default write-back attribute for all memory and accepts only "default" (0).
+    let r = if !privileged(t) {
+        Err(SysError::NoPrivilege)
+    } else {
+        let f = t.frame();
+        let k = (f.rdx & 0x3F) as usize;
+        let attrs = [f.rcx, f.rsi, f.r8, f.r11];
+        if k >= 64 || attrs.iter().any(|&a| a != 0 && a != !0) {
+            Err(SysError::InvalidParam)
+        } else {
+            Ok(())
+        }
+    };
+    match r {
+        Ok(()) => {
+            let f = t.frame();
+            f.rax = 1;
+            f.rdx = 1;
+        }
+        Err(e) => {
+            set_error(t, e);
+            let f = t.frame();
+            f.rax = 0;
+            f.rdx = 0;
+        }
+    }
+}
+
+fn unmap(t: &mut Tcb) {
+    // Flush removes the caller's own mappings in each fpage; revoking mappings derived
+    // from them needs the mapping database (address-space issue).
+    let f = t.frame();
+    let control = abi::syscall::UnmapControl::from_raw(f.rdx);
+    let k = control.count().min(64);
+    for i in 0..k {
+        let fp = Fpage(ipc::mr(t, i));
+        if control.flush() {
+            if let Ok(v) = fp.try_validate() {
+                let (base, log2) = (v.fpage().base(), v.log2size().min(47));
+                let space = t.space();
+                let mut va = base;
+                let end = (base + (1u64 << log2)).min(USER_END);
+                while va < end {
+                    let step = match crate::arch::paging::translate(space.pml4, va) {
+                        Some(l) if !space.in_utcb_area(va, 1) && va != space.kip_base => {
+                            crate::arch::paging::unmap(space.pml4, va);
+                            sched::flush_if_current(space, va);
+                            l.size.bytes()
+                        }
+                        Some(l) => l.size.bytes(),
+                        None => 4096,
+                    };
+                    va = (va & !(step - 1)) + step;
+                }
+            }
+        }
+        ipc::set_mr(t, i, fp.raw() & !0xF);
+    }
+    let local = t.local_id().raw();
+    t.frame().rdi = local;
 }

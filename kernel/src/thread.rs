@@ -81,11 +81,28 @@ pub struct Tcb {
     pub timeout_next: *mut Tcb,
     pub wakeup_at: u64,
     pub timeout_queued: bool,
-    /// IPC partner: the thread this one sends to or receives from (raw id; ANY for open receive).
-    pub partner: abi::thread_id::ThreadId,
-    /// Senders waiting for this thread (linked through `send_next`).
+    /// IPC partner: the thread this one sends to (Sending) or the receive specifier
+    /// (Receiving: a global id, ANY or ANY_LOCAL).
+    pub partner: ThreadId,
+    /// Receive specifier of the phase that follows a blocked send (NIL: none).
+    pub then_receive: ThreadId,
+    /// Receive timeout of that phase.
+    pub then_timeout: u16,
+    /// Senders waiting for this thread (FIFO, linked through `send_next`).
     pub send_queue: *mut Tcb,
     pub send_next: *mut Tcb,
+    /// The thread is in a kernel-generated IPC (thread start, page fault, exception):
+    /// its message registers are `kmsg`, not its user registers/UTCB.
+    pub kernel_ipc: bool,
+    /// Message buffer of kernel-generated IPC (MR0..MR21).
+    pub kmsg: [u64; 22],
+    /// Outcome of the last kernel-generated IPC: sender and error (0 = none).
+    pub kmsg_from: ThreadId,
+    pub kmsg_error: u64,
+    /// Waiting for the X.2 start message from its pager (set on activation).
+    pub starting: bool,
+    /// UTCB location given to ThreadControl before activation.
+    pub pending_utcb: u64,
 }
 
 static SLOTS: KCell<[u64; MAX_THREADS / 64]> = KCell::new([0; MAX_THREADS / 64]);
@@ -116,6 +133,15 @@ pub fn lookup(id: ThreadId) -> Option<&'static mut Tcb> {
     // SAFETY: the slot bit is set, so a TCB lives at this address (invariant).
     let tcb = unsafe { &mut *(tcb_addr(n) as *mut Tcb) };
     (tcb.id == id).then_some(tcb)
+}
+
+/// The thread with thread number `n`, whatever its version.
+pub fn lookup_number(n: u32) -> Option<&'static mut Tcb> {
+    if n as usize >= MAX_THREADS || !slot_used(n) {
+        return None;
+    }
+    // SAFETY: the slot bit is set, so a TCB lives at this address (invariant).
+    Some(unsafe { &mut *(tcb_addr(n) as *mut Tcb) })
 }
 
 /// Whether any thread occupies the slot of `id`'s thread number (any version).
@@ -231,8 +257,16 @@ pub fn create(id: ThreadId, space: &mut Space, prio: u8) -> Result<&'static mut 
             wakeup_at: 0,
             timeout_queued: false,
             partner: ThreadId::NIL,
+            then_receive: ThreadId::NIL,
+            then_timeout: 0,
             send_queue: core::ptr::null_mut(),
             send_next: core::ptr::null_mut(),
+            kernel_ipc: false,
+            kmsg: [0; 22],
+            kmsg_from: ThreadId::NIL,
+            kmsg_error: 0,
+            starting: false,
+            pending_utcb: 0,
         });
         &mut *tcb_ptr
     };
@@ -252,7 +286,7 @@ pub fn reset_stack(tcb: &mut Tcb) {
     let sp = top - FRAME_SIZE - 8 - 8 * crate::arch::SWITCH_SAVED_WORDS as u64;
     // SAFETY: the words below the frame are on this thread's own, currently unused stack.
     unsafe {
-        *((top - FRAME_SIZE - 8) as *mut u64) = crate::arch::trap::trap_return as *const () as u64;
+        *((top - FRAME_SIZE - 8) as *mut u64) = crate::arch::thread_entry as *const () as u64;
         core::ptr::write_bytes(sp as *mut u64, 0, crate::arch::SWITCH_SAVED_WORDS);
     }
     tcb.kernel_sp = sp;
@@ -280,6 +314,7 @@ pub unsafe fn destroy(tcb: &mut Tcb) {
             unsafe { kmem::free_frame(leaf.phys) };
         }
     }
+    paging::free_table_if_empty(kpml4, base);
 }
 
 /// Gives an inactive thread its UTCB (at user address `utcb`, inside the space's UTCB
@@ -298,4 +333,35 @@ pub fn activate(t: &mut Tcb, utcb: u64, pager: ThreadId) -> Result<(), OutOfMemo
     u.word_size_mask = u64::MAX;
     t.active = true;
     Ok(())
+}
+
+/// Visits every live thread.
+pub fn for_each(mut f: impl FnMut(&mut Tcb)) {
+    for (w, &bits) in SLOTS.get().iter().enumerate() {
+        let mut b = bits;
+        while b != 0 {
+            let n = (w * 64) as u32 + b.trailing_zeros();
+            b &= b - 1;
+            // SAFETY: the slot bit is set, so a TCB lives there (invariant).
+            f(unsafe { &mut *(tcb_addr(n) as *mut Tcb) });
+        }
+    }
+}
+
+/// First instructions of every thread in the kernel (its stack is prepared so that the
+/// first switch "returns" here): finishes the X.2 start protocol — a start message from
+/// the pager with two untyped words sets IP and SP — then enters user mode.
+pub extern "C" fn first_entry() {
+    let Some(t) = crate::sched::current() else { return };
+    if t.starting {
+        t.starting = false;
+        t.kernel_ipc = false;
+        let tag = abi::msg::MsgTag(t.kmsg[0]);
+        if t.kmsg_error == 0 && tag.untyped() == 2 {
+            let (ip, sp) = (t.kmsg[1], t.kmsg[2]);
+            let f = t.frame();
+            f.rip = ip;
+            f.rsp = sp;
+        }
+    }
 }

@@ -41,7 +41,24 @@ tern_switch:
     options(att_syntax)
 );
 
+global_asm!(
+    r#"
+    .section .text
+    .p2align 4
+    /* First code of every thread: RSP points at its user frame. */
+    .global tern_thread_entry
+tern_thread_entry:
+    call {first}
+    jmp trap_return
+"#,
+    first = sym crate::thread::first_entry,
+    options(att_syntax)
+);
+
 extern "C" {
+    #[link_name = "tern_thread_entry"]
+    /// Entry point of a new thread's kernel stack (see `thread::reset_stack`).
+    pub fn thread_entry();
     fn tern_switch(save_sp: *mut u64, new_sp: u64);
 }
 

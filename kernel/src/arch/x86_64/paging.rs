@@ -218,3 +218,25 @@ pub unsafe fn write_cr3(value: u64) {
     // SAFETY: forwarded to the caller's contract.
     unsafe { core::arch::asm!("mov cr3, {}", in(reg) value, options(nostack, preserves_flags)) };
 }
+
+/// Frees the page table (last level) that maps `va` if none of its entries is present.
+pub fn free_table_if_empty(root: u64, va: u64) {
+    let Ok(Some(pde)) = walk(root, va, 2, false, 0) else { return };
+    // SAFETY: `pde` points into a live page directory.
+    let e = unsafe { *pde };
+    if e & pte::PRESENT == 0 || e & pte::HUGE != 0 {
+        return;
+    }
+    let pt = e & pte::ADDR;
+    // SAFETY: `pt` is a live page-table frame.
+    let empty = (0..512).all(|i| unsafe { *table(pt).add(i) } & pte::PRESENT == 0);
+    if empty {
+        // SAFETY: unlinking then freeing a table nothing maps through any more; the
+        // paging-structure caches for the range are invalidated by `invlpg`.
+        unsafe {
+            *pde = 0;
+            invlpg(va);
+            kmem::free_frame(pt);
+        }
+    }
+}
