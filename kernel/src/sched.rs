@@ -26,6 +26,8 @@ struct Sched {
     dispatched_at: u64,
     /// The idle context's saved stack pointer.
     idle_sp: u64,
+    /// Absolute time (µs) the APIC timer is armed for (0 = disarmed).
+    timer_target: u64,
 }
 
 static SCHED: KCell<Sched> = KCell::new(Sched {
@@ -34,6 +36,7 @@ static SCHED: KCell<Sched> = KCell::new(Sched {
     current: core::ptr::null_mut(),
     dispatched_at: 0,
     idle_sp: 0,
+    timer_target: 0,
 });
 
 /// The running thread, if any (none while idle).
@@ -141,6 +144,7 @@ fn account() {
 /// Timer interrupt: ends the running thread's timeslice if it is used up, and fires
 /// expired timeouts.
 pub fn timer_tick() {
+    SCHED.get_mut().timer_target = 0;
     account();
     crate::timeout::expire(apic::now_us());
     if let Some(c) = current() {
@@ -178,16 +182,26 @@ pub fn reschedule() {
     }
 }
 
+/// Programs the one-shot timer for the earlier of the running thread's timeslice end and
+/// the nearest timeout. Timeouts already due fire first. The timer is reprogrammed only
+/// when the target changes (re-arming on every yield would postpone it forever).
 fn arm_timer() {
-    let slice = current().map_or(0, |c| c.remaining_us.max(1));
-    let until_timeout = crate::timeout::next_deadline().map(|d| d.saturating_sub(apic::now_us()).max(1));
-    let us = match (slice, until_timeout) {
-        (0, None) => 0,
-        (0, Some(t)) => t,
-        (s, None) => s,
-        (s, Some(t)) => s.min(t),
+    let now = apic::now_us();
+    if crate::timeout::next_deadline().is_some_and(|d| d <= now) {
+        crate::timeout::expire(now);
+    }
+    let s = SCHED.get_mut();
+    let slice_end = current().map(|c| s.dispatched_at + c.remaining_us.max(1));
+    let target = match (slice_end, crate::timeout::next_deadline()) {
+        (None, None) => 0,
+        (Some(a), None) | (None, Some(a)) => a,
+        (Some(a), Some(b)) => a.min(b),
     };
-    apic::set_timer_us(us);
+    if target == s.timer_target {
+        return;
+    }
+    s.timer_target = target;
+    apic::set_timer_us(if target == 0 { 0 } else { target.saturating_sub(now).max(1) });
 }
 
 /// Loads the processor state for running `to` (address space, kernel stack, segment

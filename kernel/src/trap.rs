@@ -59,17 +59,101 @@ fn user_exception(frame: &mut Frame) {
         }
         _ => {}
     }
-    report_user_fault(t, frame, 0);
+    if !exception_ipc(t, frame.vector, frame.error) {
+        report_user_fault(t, frame, 0);
+    }
 }
 
-/// Tries to make `addr` present for thread `t` (σ0: idempotent mapping).
+/// Sends the X.2 exception message (AMD64 register set) to the thread's exception
+/// handler and applies the registers of its reply. False if there is no handler or the
+/// IPC failed.
+pub fn exception_ipc(t: &mut Tcb, vector: u64, error: u64) -> bool {
+    use abi::syscall::exception_mr as mr;
+    let handler = abi::thread_id::ThreadId(t.utcb().map_or(0, |u| u.exception_handler));
+    if handler.is_nil() {
+        return false;
+    }
+    let f = *t.frame();
+    let mut m = [0u64; 22];
+    m[0] = abi::msg::MsgTag::exception().raw();
+    m[mr::RIP] = f.rip;
+    m[mr::RBX] = f.rbx;
+    m[mr::R10] = f.r10;
+    m[mr::R12] = f.r12;
+    m[mr::R13] = f.r13;
+    m[mr::R14] = f.r14;
+    m[mr::R15] = f.r15;
+    m[mr::RAX] = f.rax;
+    m[mr::RCX] = f.rcx;
+    m[mr::RDX] = f.rdx;
+    m[mr::RSI] = f.rsi;
+    m[mr::RDI] = f.rdi;
+    m[mr::RBP] = f.rbp;
+    m[mr::R8] = f.r8;
+    m[mr::R9] = f.r9;
+    m[mr::R11] = f.r11;
+    m[mr::RSP] = f.rsp;
+    m[mr::RFLAGS] = f.rflags;
+    m[mr::VECTOR] = vector;
+    m[mr::ERROR_CODE] = error;
+    t.kmsg = m;
+    if crate::ipc::kernel_call(t, handler, 0, 0) != 0 {
+        return false;
+    }
+    let r = t.kmsg;
+    let fr = t.frame();
+    if r[mr::RIP] < USER_END {
+        fr.rip = r[mr::RIP];
+    }
+    fr.rbx = r[mr::RBX];
+    fr.r10 = r[mr::R10];
+    fr.r12 = r[mr::R12];
+    fr.r13 = r[mr::R13];
+    fr.r14 = r[mr::R14];
+    fr.r15 = r[mr::R15];
+    fr.rax = r[mr::RAX];
+    fr.rcx = r[mr::RCX];
+    fr.rdx = r[mr::RDX];
+    fr.rsi = r[mr::RSI];
+    fr.rdi = r[mr::RDI];
+    fr.rbp = r[mr::RBP];
+    fr.r8 = r[mr::R8];
+    fr.r9 = r[mr::R9];
+    fr.r11 = r[mr::R11];
+    fr.rsp = r[mr::RSP];
+    let user = abi::syscall::USER_FLAGS_MASK;
+    fr.rflags = (fr.rflags & !user) | (r[mr::RFLAGS] & user);
+    true
+}
+
+/// Tries to make `addr` present for thread `t`: σ0's faults get idempotent mappings;
+/// anyone else's go to its pager as an X.2 page-fault IPC, whose map reply resolves them.
 /// Returns false if nobody can resolve the fault.
-pub fn resolve_user_fault(t: &mut Tcb, addr: u64, _error: u64) -> bool {
+pub fn resolve_user_fault(t: &mut Tcb, addr: u64, error: u64) -> bool {
     let space = t.space();
-    if space.sigma0 && addr < USER_END {
+    if addr >= USER_END {
+        return false;
+    }
+    if space.sigma0 {
         return crate::boot::sigma0_fault(space, addr);
     }
-    false
+    let pager = abi::thread_id::ThreadId(t.utcb().map_or(0, |u| u.pager));
+    if pager.is_nil() || t.kernel_ipc {
+        return false;
+    }
+    // Access bits from the x86 error code: W (bit 1), instruction fetch (bit 4).
+    let rwx = if error & 16 != 0 {
+        abi::fpage::Rights::X
+    } else if error & 2 != 0 {
+        abi::fpage::Rights::W
+    } else {
+        abi::fpage::Rights::R
+    };
+    let ip = t.frame().rip;
+    t.kmsg[0] = abi::msg::MsgTag::page_fault(rwx).raw();
+    t.kmsg[1] = addr;
+    t.kmsg[2] = ip;
+    crate::ipc::kernel_call(t, pager, 0, 0) == 0
 }
 
 /// Prints a readable report of an unhandled user fault and stops the thread.
