@@ -1,4 +1,4 @@
-//! A test program that prints and then dereferences a null pointer. The test boot runs
+//! A test program that clears its pager, prints, and then dereferences a null pointer. The test boot runs
 //! it as σ1 next to the root task: the kernel must report the fault (naming this
 //! program, the address and the instruction) and keep the rest of the system running.
 
@@ -15,6 +15,8 @@ fn touch_null() -> u64 {
 }
 
 fn main() {
+    // No pager: the fault cannot be resolved by anyone, so the kernel reports it.
+    l4::utcb::set_pager(abi::thread_id::ThreadId::NIL);
     println!("faulter: about to read address 0");
     let v = touch_null();
     println!("faulter: read {} from address 0 — the fault was not raised", v);
