@@ -22,7 +22,7 @@ pub const AREA_OFFSET: u64 = 1024;
 /// Room for the save area.
 pub const AREA_MAX: u64 = 3072;
 
-static OWNER: KCell<*mut Tcb> = KCell::new(core::ptr::null_mut());
+pub(crate) static OWNER: KCell<*mut Tcb> = KCell::new(core::ptr::null_mut());
 
 /// Called on every switch: arms the #NM trap unless `to` owns the FPU.
 #[inline(always)]

@@ -193,8 +193,13 @@ fn deadline(raw: u16) -> Deadline {
 
 /// Blocks `t` in `state` until someone completes its IPC or the deadline passes.
 fn wait(t: &mut Tcb, state: State, dl: Deadline) {
-    if let Deadline::At(at) = dl {
-        timeout::add(t, at);
+    match dl {
+        Deadline::At(at) => timeout::add(t, at),
+        // A user receive without timeout may be completed by the fast path, which
+        // returns to user mode directly: nothing in this kernel continuation remains to
+        // be done once the message has arrived.
+        _ if state == State::Receiving && !t.kernel_ipc => t.fast_wait = 1,
+        _ => {}
     }
     sched::block(t, state);
 }
@@ -316,8 +321,10 @@ fn continue_sender(s: &mut Tcb, receiver: &mut Tcb) {
     }
     s.partner = spec;
     s.state = State::Receiving;
-    if let Deadline::At(at) = dl {
-        timeout::add(s, at);
+    match dl {
+        Deadline::At(at) => timeout::add(s, at),
+        _ if !s.kernel_ipc => s.fast_wait = 1,
+        _ => {}
     }
 }
 

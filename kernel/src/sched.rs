@@ -20,8 +20,6 @@ pub const DEFAULT_TIMESLICE_US: u64 = 10_000;
 struct Sched {
     heads: [*mut Tcb; 256],
     bitmap: [u64; 4],
-    /// The running thread (null = idle).
-    current: *mut Tcb,
     /// When the running thread was dispatched (for timeslice accounting).
     dispatched_at: u64,
     /// The idle context's saved stack pointer.
@@ -33,7 +31,6 @@ struct Sched {
 static SCHED: KCell<Sched> = KCell::new(Sched {
     heads: [core::ptr::null_mut(); 256],
     bitmap: [0; 4],
-    current: core::ptr::null_mut(),
     dispatched_at: 0,
     idle_sp: 0,
     timer_target: 0,
@@ -42,7 +39,7 @@ static SCHED: KCell<Sched> = KCell::new(Sched {
 /// The running thread, if any (none while idle).
 #[inline(always)]
 pub fn current() -> Option<&'static mut Tcb> {
-    let c = SCHED.get().current;
+    let c = gdt::PERCPU.get().current as *mut Tcb;
     // SAFETY: `current` is null or a live TCB (a thread is never destroyed while running).
     (!c.is_null()).then(|| unsafe { &mut *c })
 }
@@ -108,17 +105,41 @@ pub fn set_priority(t: &mut Tcb, prio: u8) {
     }
 }
 
-/// Highest-priority ready thread.
+/// Highest-priority ready thread. Ready lists are maintained lazily (Liedtke): the IPC
+/// fast path blocks and unblocks threads without touching them, so threads found here
+/// that are no longer runnable are dropped on the way.
 #[inline]
 fn pick() -> Option<*mut Tcb> {
-    let s = SCHED.get();
-    for w in (0..4).rev() {
-        if s.bitmap[w] != 0 {
-            let p = w * 64 + 63 - s.bitmap[w].leading_zeros() as usize;
-            return Some(s.heads[p]);
+    loop {
+        let s = SCHED.get();
+        let mut head = None;
+        for w in (0..4).rev() {
+            if s.bitmap[w] != 0 {
+                let p = w * 64 + 63 - s.bitmap[w].leading_zeros() as usize;
+                head = Some(s.heads[p]);
+                break;
+            }
+        }
+        let h = head?;
+        // SAFETY: list members are live TCBs (invariant).
+        let t = unsafe { &mut *h };
+        if t.state == State::Ready && !t.halted {
+            return Some(h);
+        }
+        dequeue(t);
+    }
+}
+
+/// Puts the running thread back on its list if the fast path left it off, at the head
+/// (it is the one running).
+fn requeue_current() {
+    if let Some(c) = current() {
+        if c.state == State::Ready && !c.halted && c.next.is_null() {
+            enqueue(c);
+            let s = SCHED.get_mut();
+            s.heads[c.prio as usize] = c;
         }
     }
-    None
 }
 
 /// Moves the running thread to the tail of its list (end of timeslice or yield).
@@ -145,6 +166,7 @@ fn account() {
 /// expired timeouts.
 pub fn timer_tick() {
     SCHED.get_mut().timer_target = 0;
+    requeue_current();
     account();
     crate::timeout::expire(apic::now_us());
     if let Some(c) = current() {
@@ -158,6 +180,7 @@ pub fn timer_tick() {
 
 /// Gives up the rest of the timeslice (ThreadSwitch to nil).
 pub fn yield_now() {
+    requeue_current();
     if let Some(c) = current() {
         account();
         c.remaining_us = c.timeslice_us;
@@ -169,15 +192,16 @@ pub fn yield_now() {
 /// Switches to the best ready thread if it is not the running one. Returns when the
 /// caller's thread runs again.
 pub fn reschedule() {
+    requeue_current();
     let next = pick();
-    let s = SCHED.get_mut();
+    let cur = gdt::PERCPU.get().current as *mut Tcb;
     match next {
-        Some(n) if n == s.current => arm_timer(),
+        Some(n) if n == cur => arm_timer(),
         Some(n) => {
             // SAFETY: `n` is on a ready list, hence a live TCB.
             switch_to(unsafe { &mut *n })
         }
-        None if s.current.is_null() => {}
+        None if cur.is_null() => {}
         None => switch_to_idle(),
     }
 }
@@ -213,9 +237,8 @@ fn activate(to: &mut Tcb) {
         from.fs_base = arch::user_fs_base();
     }
     let space = to.space();
-    let cr3 = space.cr3();
-    space.fresh = false;
-    if crate::arch::paging::read_cr3() & !0xFFF & !(1 << 63) != space.pml4 {
+    if crate::arch::paging::read_cr3() & 0x000F_FFFF_FFFF_F000 != space.pml4 || space.needs_flush != 0 {
+        let cr3 = space.cr3_for_switch();
         // SAFETY: every space's PML4 carries the shared kernel half.
         unsafe { crate::arch::paging::write_cr3(cr3) };
     }
@@ -223,12 +246,12 @@ fn activate(to: &mut Tcb) {
     gdt::PERCPU.get_mut().current = to as *mut Tcb as u64;
     arch::set_user_segment_bases(to.fs_base, to.utcb_user);
     crate::fpu::switch_to(to);
-    s.current = to;
     s.dispatched_at = apic::now_us();
 }
 
 fn switch_to(to: &mut Tcb) {
     let s = SCHED.get_mut();
+    requeue_current();
     let from_sp: *mut u64 = match current() {
         Some(f) => &mut f.kernel_sp,
         None => &mut s.idle_sp,
@@ -244,7 +267,6 @@ fn switch_to_idle() {
     let s = SCHED.get_mut();
     let Some(from) = current() else { return };
     from.fs_base = arch::user_fs_base();
-    s.current = core::ptr::null_mut();
     gdt::PERCPU.get_mut().current = 0;
     arm_timer();
     // SAFETY: the idle context saved its stack pointer when it last switched away.
@@ -276,13 +298,14 @@ pub fn idle_loop() -> ! {
 pub fn block(t: &mut Tcb, state: State) {
     t.state = state;
     dequeue(t);
-    if SCHED.get().current == t as *mut Tcb {
+    if gdt::PERCPU.get().current == t as *mut Tcb as u64 {
         reschedule();
     }
 }
 
 /// Makes `t` runnable.
 pub fn wake(t: &mut Tcb) {
+    t.fast_wait = 0;
     t.state = State::Ready;
     if !t.halted {
         enqueue(t);
@@ -296,7 +319,7 @@ pub fn flush_if_current(space: &mut crate::space::Space, va: u64) {
     if crate::arch::paging::read_cr3() & 0x000F_FFFF_FFFF_F000 == space.pml4 {
         crate::arch::paging::invlpg(va);
     } else {
-        space.fresh = true;
+        space.needs_flush = 1;
     }
 }
 
@@ -313,6 +336,7 @@ pub fn preempt_check() {
 
 /// ThreadSwitch to `to`: the caller gives up its timeslice and `to` runs next.
 pub fn donate(from: &mut Tcb, to: &mut Tcb) {
+    requeue_current();
     account();
     from.remaining_us = from.timeslice_us;
     rotate(from);

@@ -16,8 +16,16 @@ use crate::arch::paging::{self, pte, PageSize};
 use crate::kmem::{self, OutOfMemory};
 use crate::util::{KCell, Name};
 
-/// An address space object (occupies one pool frame).
+/// An address space object (occupies one pool frame). `repr(C)`: the IPC fast path
+/// reads `cr3_value`, `needs_flush` and `redirector` at fixed offsets.
+#[repr(C)]
 pub struct Space {
+    /// The CR3 value that activates the space without a flush (PCID + no-flush bit).
+    pub cr3_value: u64,
+    /// Non-zero while the next activation must flush this space's TLB entries.
+    pub needs_flush: u64,
+    /// X.2 redirector (raw global thread id; nil = none, ANY = unconfined).
+    pub redirector: u64,
     /// Physical address of the PML4.
     pub pml4: u64,
     /// Process-context identifier (0 if PCIDs are not in use).
@@ -28,8 +36,6 @@ pub struct Space {
     /// UTCB area: base and log2 size.
     pub utcb_base: u64,
     pub utcb_log2: u8,
-    /// X.2 redirector (raw global thread id; nil = none, ANY = unconfined).
-    pub redirector: u64,
     /// Number of threads in the space.
     pub threads: u32,
     /// One of the three privileged root-server spaces (σ0, σ1, root task).
@@ -38,9 +44,6 @@ pub struct Space {
     pub sigma0: bool,
     /// Program name, for fault reports.
     pub name: Name,
-    /// The PCID may still tag stale TLB entries of an earlier space: the first switch
-    /// to this space loads CR3 with flushing.
-    pub fresh: bool,
 }
 
 static KERNEL_PML4: KCell<u64> = KCell::new(0);
@@ -88,6 +91,8 @@ impl Space {
         // the direct map and owned by nobody else; it lives until `destroy`.
         unsafe {
             space.write(Space {
+                cr3_value: if pcid != 0 { pml4 | pcid as u64 | 1 << 63 } else { pml4 },
+                needs_flush: 1,
                 pml4,
                 pcid,
                 kip_base: 0,
@@ -99,7 +104,6 @@ impl Space {
                 privileged: false,
                 sigma0: false,
                 name: Name::new(name),
-                fresh: true,
             });
             *SPACES.get_mut() += 1;
             Ok(&mut *space)
@@ -111,13 +115,15 @@ impl Space {
         self.utcb_log2 != 0
     }
 
-    /// The CR3 value that activates this space without flushing its TLB entries.
+    /// The CR3 value to load now: without the no-flush bit while stale entries may
+    /// exist (then the flag is consumed).
     #[inline(always)]
-    pub fn cr3(&self) -> u64 {
-        if self.pcid != 0 && !self.fresh {
-            self.pml4 | self.pcid as u64 | 1 << 63
+    pub fn cr3_for_switch(&mut self) -> u64 {
+        if self.needs_flush != 0 {
+            self.needs_flush = 0;
+            self.cr3_value & !(1 << 63)
         } else {
-            self.pml4
+            self.cr3_value
         }
     }
 

@@ -157,6 +157,7 @@ fn exchange_registers(t: &mut Tcb) {
     if c.apply_halt() {
         if c.halt() {
             d.halted = true;
+            d.fast_wait = 0;
             sched::dequeue(d);
         } else if d.halted {
             d.halted = false;

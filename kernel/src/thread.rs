@@ -32,17 +32,18 @@ pub const MAX_THREADS: usize = 1 << abi::thread_id::THREAD_NO_BITS;
 
 /// Scheduling and IPC state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
 pub enum State {
-    /// Not yet started, or stopped by ExchangeRegisters (halted).
-    Inactive,
-    /// Runnable: on a ready queue or running.
-    Ready,
+    /// Not yet started.
+    Inactive = 0,
+    /// Runnable (running, or waiting for the processor).
+    Ready = 1,
     /// Waiting to send to `partner`.
-    Sending,
+    Sending = 2,
     /// Waiting to receive (from `partner`, or from anyone).
-    Receiving,
+    Receiving = 3,
     /// Stopped after an unhandled fault (reported on the console).
-    Faulted,
+    Faulted = 4,
 }
 
 /// A thread control block.
@@ -103,9 +104,15 @@ pub struct Tcb {
     pub starting: bool,
     /// UTCB location given to ThreadControl before activation.
     pub pending_utcb: u64,
+    /// 1 while the thread waits in a receive that the IPC fast path may complete by
+    /// returning straight to user mode (it blocked through the fast path, not halted,
+    /// no timeout). Every other way of resuming it clears this first.
+    pub fast_wait: u64,
+    /// The local id (MR0 address), cached for the fast path; 0 before activation.
+    pub local: u64,
 }
 
-static SLOTS: KCell<[u64; MAX_THREADS / 64]> = KCell::new([0; MAX_THREADS / 64]);
+pub(crate) static SLOTS: KCell<[u64; MAX_THREADS / 64]> = KCell::new([0; MAX_THREADS / 64]);
 static COUNT: KCell<usize> = KCell::new(0);
 
 /// Kernel virtual address of slot `n`'s TCB.
@@ -267,6 +274,8 @@ pub fn create(id: ThreadId, space: &mut Space, prio: u8) -> Result<&'static mut 
             kmsg_error: 0,
             starting: false,
             pending_utcb: 0,
+            fast_wait: 0,
+            local: 0,
         });
         &mut *tcb_ptr
     };
@@ -324,6 +333,7 @@ pub fn activate(t: &mut Tcb, utcb: u64, pager: ThreadId) -> Result<(), OutOfMemo
     let kpage = t.space().utcb_page(page)?;
     t.utcb_user = utcb;
     t.utcb_kernel = kpage + (utcb & 0xFFF);
+    t.local = utcb + abi::utcb::UTCB_MR0_OFFSET as u64;
     let id = t.id;
     let local = t.local_id();
     let u = t.utcb().expect("UTCB just set");

@@ -9,6 +9,7 @@ use core::cell::UnsafeCell;
 /// reference into kernel state). So at most one kernel control path touches a `KCell`
 /// at a time, and handing out `&mut` is sound as long as callers do not keep two such
 /// references to the same cell alive at once (each user keeps its borrow short).
+#[repr(transparent)]
 pub struct KCell<T>(UnsafeCell<T>);
 
 // SAFETY: see the type's documentation: single processor, kernel not preemptible.

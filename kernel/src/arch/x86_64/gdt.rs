@@ -47,7 +47,9 @@ pub struct PerCpu {
     pub current: u64,
     /// Kernel stack top of the running thread (same as `tss.rsp0`).
     pub kstack_top: u64,
-    pub _pad: [u64; 5],
+    /// Return address of the Ipc stub's `syscall` (0 disables the IPC fast path).
+    pub ipc_return: u64,
+    pub _pad: [u64; 4],
     pub tss: Tss,
 }
 
@@ -57,16 +59,22 @@ pub const PERCPU_SCRATCH: usize = 0;
 pub const PERCPU_CURRENT: usize = 8;
 /// Offset of `kstack_top` in [`PerCpu`].
 pub const PERCPU_KSTACK: usize = 16;
+/// Offset of `ipc_return` in [`PerCpu`].
+pub const PERCPU_IPC_RETURN: usize = 24;
+/// Offset of `tss.rsp0` in [`PerCpu`].
+pub const PERCPU_TSS_RSP0: usize = core::mem::offset_of!(PerCpu, tss) + 4;
 
 const _: () = assert!(core::mem::offset_of!(PerCpu, scratch) == PERCPU_SCRATCH);
 const _: () = assert!(core::mem::offset_of!(PerCpu, current) == PERCPU_CURRENT);
 const _: () = assert!(core::mem::offset_of!(PerCpu, kstack_top) == PERCPU_KSTACK);
+const _: () = assert!(core::mem::offset_of!(PerCpu, ipc_return) == PERCPU_IPC_RETURN);
 
 pub static PERCPU: KCell<PerCpu> = KCell::new(PerCpu {
     scratch: 0,
     current: 0,
     kstack_top: 0,
-    _pad: [0; 5],
+    ipc_return: 0,
+    _pad: [0; 4],
     tss: Tss {
         reserved0: 0,
         rsp0: 0,
