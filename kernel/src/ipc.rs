@@ -198,7 +198,7 @@ fn wait(t: &mut Tcb, state: State, dl: Deadline) {
         // A user receive without timeout may be completed by the fast path, which
         // returns to user mode directly: nothing in this kernel continuation remains to
         // be done once the message has arrived.
-        _ if state == State::Receiving && !t.kernel_ipc => t.fast_wait = 1,
+        _ if state == State::Receiving && !t.kernel_ipc => t.fast_wait = thread::FAST_WAIT_BLOCKED_SLOW,
         _ => {}
     }
     sched::block(t, state);
@@ -323,7 +323,7 @@ fn continue_sender(s: &mut Tcb, receiver: &mut Tcb) {
     s.state = State::Receiving;
     match dl {
         Deadline::At(at) => timeout::add(s, at),
-        _ if !s.kernel_ipc => s.fast_wait = 1,
+        _ if !s.kernel_ipc => s.fast_wait = thread::FAST_WAIT_BLOCKED_SLOW,
         _ => {}
     }
 }

@@ -39,7 +39,7 @@ static SCHED: KCell<Sched> = KCell::new(Sched {
 /// The running thread, if any (none while idle).
 #[inline(always)]
 pub fn current() -> Option<&'static mut Tcb> {
-    let c = gdt::PERCPU.get().current as *mut Tcb;
+    let c = gdt::current_tcb() as *mut Tcb;
     // SAFETY: `current` is null or a live TCB (a thread is never destroyed while running).
     (!c.is_null()).then(|| unsafe { &mut *c })
 }
@@ -194,7 +194,7 @@ pub fn yield_now() {
 pub fn reschedule() {
     requeue_current();
     let next = pick();
-    let cur = gdt::PERCPU.get().current as *mut Tcb;
+    let cur = gdt::current_tcb() as *mut Tcb;
     match next {
         Some(n) if n == cur => arm_timer(),
         Some(n) => {
@@ -243,7 +243,6 @@ fn activate(to: &mut Tcb) {
         unsafe { crate::arch::paging::write_cr3(cr3) };
     }
     gdt::set_kernel_stack(to.stack_top());
-    gdt::PERCPU.get_mut().current = to as *mut Tcb as u64;
     arch::set_user_segment_bases(to.fs_base, to.utcb_user);
     crate::fpu::switch_to(to);
     s.dispatched_at = apic::now_us();
@@ -267,7 +266,7 @@ fn switch_to_idle() {
     let s = SCHED.get_mut();
     let Some(from) = current() else { return };
     from.fs_base = arch::user_fs_base();
-    gdt::PERCPU.get_mut().current = 0;
+    gdt::set_kernel_stack(0);
     arm_timer();
     // SAFETY: the idle context saved its stack pointer when it last switched away.
     unsafe { arch::switch_stacks(&mut from.kernel_sp, s.idle_sp) };
@@ -298,13 +297,18 @@ pub fn idle_loop() -> ! {
 pub fn block(t: &mut Tcb, state: State) {
     t.state = state;
     dequeue(t);
-    if gdt::PERCPU.get().current == t as *mut Tcb as u64 {
+    if gdt::current_tcb() == t as *mut Tcb as u64 {
         reschedule();
     }
 }
 
 /// Makes `t` runnable.
 pub fn wake(t: &mut Tcb) {
+    if t.fast_wait == crate::thread::FAST_WAIT_BLOCKED_FAST {
+        // Blocked by the fast path, which left no kernel continuation: resume it
+        // through the ordinary system-call exit with the registers in its frame.
+        crate::thread::prepare_syscall_return(t);
+    }
     t.fast_wait = 0;
     t.state = State::Ready;
     if !t.halted {

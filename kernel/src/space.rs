@@ -26,6 +26,9 @@ pub struct Space {
     pub needs_flush: u64,
     /// X.2 redirector (raw global thread id; nil = none, ANY = unconfined).
     pub redirector: u64,
+    /// Non-zero if a redirector confines the space (its IPC to other spaces is
+    /// redirected; the fast path leaves such IPC to the full path).
+    pub confined: u64,
     /// Physical address of the PML4.
     pub pml4: u64,
     /// Process-context identifier (0 if PCIDs are not in use).
@@ -93,6 +96,7 @@ impl Space {
             space.write(Space {
                 cr3_value: if pcid != 0 { pml4 | pcid as u64 | 1 << 63 } else { pml4 },
                 needs_flush: 1,
+                confined: 0,
                 pml4,
                 pcid,
                 kip_base: 0,

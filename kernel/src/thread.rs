@@ -54,6 +54,11 @@ pub struct Tcb {
     /// Global thread id.
     pub id: ThreadId,
     pub state: State,
+    /// 0, or the way the thread waits in a receive the IPC fast path may complete by
+    /// returning straight to user mode: [`FAST_WAIT_BLOCKED_SLOW`] or
+    /// [`FAST_WAIT_BLOCKED_FAST`]. Every other way of resuming it clears this first.
+    /// (Next to `state`, so that the fast path writes both with one store.)
+    pub fast_wait: u8,
     /// Halted by ExchangeRegisters (orthogonal to the IPC state).
     pub halted: bool,
     pub space: *mut Space,
@@ -104,10 +109,6 @@ pub struct Tcb {
     pub starting: bool,
     /// UTCB location given to ThreadControl before activation.
     pub pending_utcb: u64,
-    /// 1 while the thread waits in a receive that the IPC fast path may complete by
-    /// returning straight to user mode (it blocked through the fast path, not halted,
-    /// no timeout). Every other way of resuming it clears this first.
-    pub fast_wait: u64,
     /// The local id (MR0 address), cached for the fast path; 0 before activation.
     pub local: u64,
 }
@@ -246,6 +247,7 @@ pub fn create(id: ThreadId, space: &mut Space, prio: u8) -> Result<&'static mut 
             kernel_sp: 0,
             id,
             state: State::Inactive,
+            fast_wait: 0,
             halted: false,
             space,
             prio,
@@ -274,13 +276,29 @@ pub fn create(id: ThreadId, space: &mut Space, prio: u8) -> Result<&'static mut 
             kmsg_error: 0,
             starting: false,
             pending_utcb: 0,
-            fast_wait: 0,
             local: 0,
         });
         &mut *tcb_ptr
     };
     reset_stack(tcb);
     Ok(tcb)
+}
+
+/// `fast_wait` values: blocked in a receive the slow path set up (its kernel
+/// continuation is still on its stack) ...
+pub const FAST_WAIT_BLOCKED_SLOW: u8 = 1;
+/// ... or blocked by the fast path (nothing on its kernel stack).
+pub const FAST_WAIT_BLOCKED_FAST: u8 = 2;
+
+/// Prepares the kernel stack of a thread blocked by the fast path so that switching to
+/// it leaves through the system-call exit path with the registers in its frame.
+pub fn prepare_syscall_return(t: &mut Tcb) {
+    let top = t.stack_top();
+    let ret = top - FRAME_SIZE - 8;
+    // SAFETY: the words below the frame belong to this thread's stack, which holds no
+    // live data while the thread waits after the fast path.
+    unsafe { *(ret as *mut u64) = crate::arch::syscall::syscall_return_address() };
+    t.kernel_sp = ret - 8 * crate::arch::SWITCH_SAVED_WORDS as u64;
 }
 
 /// Prepares the kernel stack so that switching to the thread enters user mode with
@@ -375,3 +393,5 @@ pub extern "C" fn first_entry() {
         }
     }
 }
+
+const _: () = assert!(core::mem::offset_of!(Tcb, fast_wait) == core::mem::offset_of!(Tcb, state) + 1);

@@ -188,7 +188,9 @@ fn kernel_exception(frame: &mut Frame) {
         vector::PAGE_FAULT => {
             let addr = cpu::read_cr2();
             if let Some(fix) = trap::extable_fixup(frame.rip) {
-                if addr < USER_END {
+                // Only the general user-copy routine waits for pagers; the fast path's
+                // probe just falls back to the full path.
+                if addr < USER_END && trap::is_user_copy(frame.rip) {
                     if let Some(t) = sched::current() {
                         if resolve_user_fault(t, addr, frame.error) {
                             return; // retry the access

@@ -291,7 +291,7 @@ impl<S: Store, T: Tables> Mdb<S, T> {
                 return false;
             }
             let tn = self.store.node(h.node);
-            if false {
+            if tn.parent == Some(sid) && tn.phys == s_phys + (tn.vaddr - t) {
                 return true;
             }
             cur = h.vaddr + h.size.bytes();

@@ -60,8 +60,12 @@ fn count(d: &Db, space: SpaceId) -> usize {
     d.tables().entries().filter(|(s, _, _)| *s == space).count()
 }
 
+/// One page-table entry with its node's parent: (space, vaddr, size, phys,
+/// rights, accessed, parent's (space, vaddr)).
+type Seen = (SpaceId, u64, PageSize, u64, Rights, Rights, Option<(SpaceId, u64)>);
+
 /// Everything observable, for "nothing changed" comparisons.
-fn snapshot(d: &Db) -> Vec<(SpaceId, u64, PageSize, u64, Rights, Rights, Option<(SpaceId, u64)>)> {
+fn snapshot(d: &Db) -> Vec<Seen> {
     d.tables()
         .entries()
         .map(|(s, v, e)| {
@@ -150,7 +154,7 @@ fn refused_transfers() {
     assert_eq!(d.map(A, r(0, 12), S0, 0x10_0000, Rights::ALL), Err(Error::IntoSigma0));
     assert_eq!(d.grant(A, r(0, 12), S0, 0x10_0000, Rights::ALL), Err(Error::IntoSigma0));
     assert_eq!(d.map(A, r(0, 13), B, 0x1000, Rights::ALL), Err(Error::BadRegion));
-    assert_eq!(d.map(A, r(0, 12), B, u64::MAX & !0xfff, Rights::ALL), Err(Error::BadRegion));
+    assert_eq!(d.map(A, r(0, 12), B, !0xfff, Rights::ALL), Err(Error::BadRegion));
     // Mapping a page onto itself changes nothing.
     let before = snapshot(&d);
     d.map(A, r(0, 12), A, 0, Rights::ALL).unwrap();
@@ -315,6 +319,36 @@ fn one_gig_split_is_two_levels() {
     assert_eq!(count(&d, D), 511 + 511);
     assert_eq!(count(&d, C), 511, "C's 2 MiB child split under A's 2 MiB piece");
     assert_eq!(parent_of(&d, C, 0x6000), Some((A, G1 + 2 * M2 + 0x6000)));
+    ok(&d);
+}
+
+#[test]
+fn one_gig_grant_and_overmap_of_a_part() {
+    let mut d = db();
+    d.add_root(0, PageSize::Size1G, Rights::ALL).unwrap();
+    d.map(S0, r(0, 30), A, G1, Rights::ALL).unwrap();
+    d.map(A, r(G1, 30), B, G1, Rights::RW).unwrap();
+    d.map(A, r(G1 + 5 * M2, 21), C, 0, Rights::R).unwrap();
+    // Grant 4 KiB out of A's 1 GiB page: A splits twice, and so do B's
+    // same-size child and C's 2 MiB child of the piece concerned.
+    d.grant(A, r(G1 + 5 * M2 + 0x1000, 12), D, 0x7000, Rights::ALL).unwrap();
+    assert_eq!(d.tables().splits_done, 5, "A 1G, B 1G, A 2M, B 2M, C 2M");
+    assert_eq!(count(&d, A), 511 + 511);
+    assert_eq!(count(&d, B), 511 + 512);
+    assert_eq!(at(&d, D, 0x7000), Some((5 * M2 + 0x1000, PageSize::Size4K, Rights::ALL)));
+    assert_eq!(parent_of(&d, D, 0x7000), Some((S0, 5 * M2 + 0x1000)));
+    assert_eq!(parent_of(&d, B, G1 + 5 * M2 + 0x1000), Some((D, 0x7000)));
+    assert_eq!(parent_of(&d, B, G1 + 7 * M2), Some((A, G1 + 7 * M2)));
+    assert_eq!(count(&d, C), 512, "C's child split with A's 2 MiB piece");
+    assert_eq!(parent_of(&d, C, 0x1000), Some((D, 0x7000)));
+    ok(&d);
+    // Overmapping 4 KiB in the middle of B's remaining 2 MiB pieces splits
+    // just that piece.
+    d.map(S0, r(0x3000, 12), C, 0x40_0000, Rights::ALL).unwrap();
+    d.map(C, r(0x40_0000, 12), B, G1 + 9 * M2 + 0x2000, Rights::R).unwrap();
+    assert_eq!(count(&d, B), 510 + 512 + 512);
+    assert_eq!(at(&d, B, G1 + 9 * M2 + 0x2000), Some((0x3000, PageSize::Size4K, Rights::R)));
+    assert_eq!(at(&d, B, G1 + 9 * M2 + 0x3000), Some((9 * M2 + 0x3000, PageSize::Size4K, Rights::RW)));
     ok(&d);
 }
 

@@ -53,7 +53,7 @@ impl<S: Store, T: Tables> Mdb<S, T> {
 
     /// The node of the mapping of `space` containing `vaddr`.
     pub(crate) fn node_at(&self, space: crate::SpaceId, vaddr: u64) -> Option<NodeId> {
-        self.tables.find(space, vaddr, vaddr + 1).map(|h| h.node)
+        self.tables.find(space, vaddr, vaddr.saturating_add(1)).map(|h| h.node)
     }
 
     /// Make `child` the first child of `parent` (sets `child.parent`).

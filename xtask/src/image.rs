@@ -185,9 +185,8 @@ mod tests {
 
     #[test]
     fn archive_round_trips_with_padding() {
-        let entries: Vec<(String, Vec<u8>)> = (0..9)
-            .map(|i| ("n".repeat(i + 1), (0..(i * 3) as u8).collect()))
-            .collect();
+        let entries: Vec<(String, Vec<u8>)> =
+            (0..9).map(|i| ("n".repeat(i + 1), (0..(i * 3) as u8).collect())).collect();
         let borrowed: Vec<(&str, &[u8])> =
             entries.iter().map(|(n, d)| (n.as_str(), d.as_slice())).collect();
         let back = read_newc(&newc_bytes(&borrowed).unwrap());

@@ -195,7 +195,8 @@ pub fn judge_suite(log: &str, exit: GuestExit) -> Verdict {
                 verdict.failures.push(format!("{name}: {message}"));
             }
             Line::TestEnd { passed, failed } => {
-                if end.replace((passed, failed)).is_some() {
+                let previous = end.replace((passed, failed));
+                if previous.is_some() {
                     problems.push("more than one TERN-TEST end line".to_owned());
                 }
             }
@@ -208,7 +209,9 @@ pub fn judge_suite(log: &str, exit: GuestExit) -> Verdict {
     }
     match end {
         None => problems.push(match exit {
-            GuestExit::Reset => "guest reset or triple-faulted before the TERN-TEST end line".into(),
+            GuestExit::Reset => {
+                "guest reset or triple-faulted before the TERN-TEST end line".into()
+            }
             GuestExit::TimedOut => "timed out (hang) before the TERN-TEST end line".into(),
             _ => "no TERN-TEST end line".to_owned(),
         }),
@@ -256,9 +259,10 @@ pub fn judge_panic(log: &str, exit: GuestExit, containing: Option<&str>) -> Verd
     let mut problems = Vec::new();
     match (panics.is_empty(), containing) {
         (true, _) => problems.push("no KERNEL PANIC line".to_owned()),
-        (false, Some(text)) if !panics.iter().any(|m| m.contains(text)) => problems.push(
-            format!("no KERNEL PANIC line contains {text:?} (panicked with {:?})", panics[0]),
-        ),
+        (false, Some(text)) if !panics.iter().any(|m| m.contains(text)) => problems.push(format!(
+            "no KERNEL PANIC line contains {text:?} (panicked with {:?})",
+            panics[0]
+        )),
         _ => {}
     }
     if !matches!(exit, GuestExit::Panic | GuestExit::Reset) {

@@ -1,11 +1,12 @@
 //! `cargo xtask`: the single entry point for building, booting and testing Tern.
 //!
 //! Every command lives in its own module (`build`, `run`, `test`, `symbolize`; later
-//! `bench`, `fuzz`, `soak`) and exposes an `Args` struct (its command-line options, documented for `--help`)
-//! and a `main(&Workspace, Args) -> Result<ExitCode>` function. The modules underneath them
-//! do one thing each and keep their pure parts unit-tested:
+//! `bench`, `fuzz`, `soak`) and exposes an `Args` struct (its command-line options,
+//! documented for `--help`) and a `main(&Workspace, Args) -> Result<ExitCode>` function.
+//! The modules underneath them do one thing each and keep their pure parts unit-tested:
 //!
 //! ```text
+//!   workspace  where things are: repository root, target/cross, target/boot, test logs
 //!   toolchain  which compilers/linker/emulator exist; what to install when not
 //!   manifest   boot/<name>.toml -> validated Manifest (programs, scenarios)
 //!   image      Manifest + built ELFs -> target/boot/<name>.cpio (cpio "newc")
@@ -16,6 +17,7 @@
 //! ```
 
 #![forbid(unsafe_code)]
+#![forbid(unsafe_op_in_unsafe_fn)]
 
 mod build;
 mod image;

@@ -14,6 +14,8 @@
 //! name = "suite"
 //! cmdline = ""             # kernel command line (QEMU -append)
 //! expect = "suite"         # "suite" | "panic" | "panic:<text>"
+//! require = ["a", "b"]     # optional: texts the symbolized log must contain, in this
+//!                          # order; each is one more check
 //! ```
 //!
 //! The file is parsed into raw serde structs (unknown keys are errors) and then checked into
@@ -170,8 +172,8 @@ impl Manifest {
     pub fn load_all(ws: &Workspace) -> Result<Vec<Self>> {
         let dir = ws.boot_dir();
         let mut names = Vec::new();
-        for entry in std::fs::read_dir(&dir)
-            .with_context(|| format!("cannot list {}", dir.display()))?
+        for entry in
+            std::fs::read_dir(&dir).with_context(|| format!("cannot list {}", dir.display()))?
         {
             let path = entry?.path();
             if path.extension().is_some_and(|ext| ext == "toml") {
@@ -245,14 +247,16 @@ fn check_scenario(raw: RawScenario, names: &mut BTreeSet<String>) -> Result<Scen
         bail!("cmdline contains a control character");
     }
     let expect = Expect::try_from(raw.expect.as_str())?;
+    if raw.require.iter().any(String::is_empty) {
+        bail!("require has an empty text (it would match anything)");
+    }
     Ok(Scenario { name: raw.name, cmdline: raw.cmdline, expect, require: raw.require })
 }
 
 /// Archive entry names: 1..=64 of `[A-Za-z0-9_.-]`, not starting with `.`, not ending in
 /// `.args` (reserved for argument entries).
 pub fn check_entry_name(name: &str) -> Result<()> {
-    let ok_chars =
-        name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    let ok_chars = name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
     if name.is_empty() || name.len() > 64 || !ok_chars || name.starts_with('.') {
         bail!("bad entry name {name:?} (use 1..=64 of A-Z a-z 0-9 _ - ., not starting with .)");
     }
@@ -353,8 +357,9 @@ mod tests {
     #[test]
     fn unknown_keys_are_errors() {
         assert!(err(&format!("{ROLES}priority = 3\n")).contains("priority"));
-        assert!(err(&format!("{ROLES}[[module]]\nname=\"a\"\npackage=\"a\"\nmem=1\n"))
-            .contains("mem"));
+        assert!(
+            err(&format!("{ROLES}[[module]]\nname=\"a\"\npackage=\"a\"\nmem=1\n")).contains("mem")
+        );
     }
 
     #[test]
@@ -364,7 +369,9 @@ mod tests {
 
     #[test]
     fn duplicate_and_reserved_entries_are_errors() {
-        let dup = format!("{ROLES}[[module]]\nname=\"a\"\npackage=\"a\"\n[[module]]\nname=\"a\"\npackage=\"b\"\n");
+        let dup = format!(
+            "{ROLES}[[module]]\nname=\"a\"\npackage=\"a\"\n[[module]]\nname=\"a\"\npackage=\"b\"\n"
+        );
         assert!(err(&dup).contains("twice"));
         let role = format!("{ROLES}[[module]]\nname=\"sigma0\"\npackage=\"a\"\n");
         assert!(err(&role).contains("twice"));
@@ -388,8 +395,19 @@ mod tests {
         assert!(err(&dup).contains("twice"));
         let bad_name = format!("{ROLES}[[scenario]]\nname=\"../s\"\nexpect=\"suite\"\n");
         assert!(err(&bad_name).contains("bad name"));
-        let control = format!("{ROLES}[[scenario]]\nname=\"s\"\ncmdline=\"a\\nb\"\nexpect=\"suite\"\n");
+        let control =
+            format!("{ROLES}[[scenario]]\nname=\"s\"\ncmdline=\"a\\nb\"\nexpect=\"suite\"\n");
         assert!(err(&control).contains("control"));
+    }
+
+    #[test]
+    fn required_texts_are_kept_in_order() {
+        let text =
+            format!("{ROLES}[[scenario]]\nname=\"s\"\nexpect=\"suite\"\nrequire=[\"b\", \"a\"]\n");
+        let m = Manifest::parse("x", &text).unwrap();
+        assert_eq!(m.scenarios[0].require, ["b", "a"]);
+        let empty = format!("{ROLES}[[scenario]]\nname=\"s\"\nexpect=\"suite\"\nrequire=[\"\"]\n");
+        assert!(err(&empty).contains("empty text"));
     }
 
     #[test]

@@ -79,7 +79,10 @@ pub fn main(ws: &Workspace, args: Args) -> Result<ExitCode> {
     println!("xtask: image: {} ({} programs)", archive.path.display(), archive.programs.len());
     let symbolizer = Symbolizer::for_boot(ws.root(), &config.kernel, &archive.programs);
     if args.gdb {
-        println!("xtask: QEMU waits for gdb; attach with:\n  {}", gdb_command(&config.kernel, &archive.programs));
+        println!(
+            "xtask: QEMU waits for gdb; attach with:\n  {}",
+            gdb_command(&config.kernel, &archive.programs)
+        );
     }
     println!("xtask: qemu: {} (Ctrl-A x quits)", shell_words(&config));
     let exit = boot(&config, &symbolizer)?;
@@ -94,10 +97,7 @@ pub fn main(ws: &Workspace, args: Args) -> Result<ExitCode> {
 
 /// The gdb command that attaches to QEMU's gdb server with every ELF's symbols.
 pub fn gdb_command(kernel: &Path, programs: &[(String, PathBuf)]) -> String {
-    let mut cmd = format!(
-        "gdb -ex 'target remote :1234' -ex 'symbol-file {}'",
-        kernel.display()
-    );
+    let mut cmd = format!("gdb -ex 'target remote :1234' -ex 'symbol-file {}'", kernel.display());
     for (_, path) in programs {
         cmd.push_str(&format!(" -ex 'add-symbol-file {}'", path.display()));
     }
@@ -243,8 +243,10 @@ mod tests {
 
     #[test]
     fn gdb_command_names_every_elf() {
-        let programs =
-            vec![("sigma0".to_owned(), PathBuf::from("/t/s0")), ("roottask".into(), "/t/rt".into())];
+        let programs = vec![
+            ("sigma0".to_owned(), PathBuf::from("/t/s0")),
+            ("roottask".into(), "/t/rt".into()),
+        ];
         assert_eq!(
             gdb_command(Path::new("/t/tern"), &programs),
             "gdb -ex 'target remote :1234' -ex 'symbol-file /t/tern' \

@@ -50,12 +50,12 @@ pub struct Args {
 pub fn main(ws: &Workspace, args: Args) -> Result<std::process::ExitCode> {
     let manifest = Manifest::load(ws, &args.manifest)?;
     let profile = Profile::from_release_flag(args.release);
-    let programs: Vec<(String, PathBuf)> = manifest
-        .programs()
-        .map(|p| (p.entry.clone(), ws.elf(profile, &p.package)))
-        .collect();
+    let programs: Vec<(String, PathBuf)> =
+        manifest.programs().map(|p| (p.entry.clone(), ws.elf(profile, &p.package))).collect();
     let text = match &args.log {
-        Some(path) => std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?,
+        Some(path) => {
+            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?
+        }
         None => {
             let mut bytes = Vec::new();
             std::io::Read::read_to_end(&mut std::io::stdin(), &mut bytes)?;
@@ -95,7 +95,8 @@ pub struct ElfSymbols {
 impl ElfSymbols {
     /// Loads `path`; source paths under `repo_root` are shown relative to it.
     pub fn load(path: &Path, repo_root: &Path) -> Result<Self> {
-        let data = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let data =
+            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
         let file = object::File::parse(&*data)
             .with_context(|| format!("cannot parse {}", path.display()))?;
         let text = file
@@ -114,7 +115,8 @@ impl ElfSymbols {
     }
 
     fn short_path<'p>(&self, path: &'p str) -> &'p str {
-        if let Some(rest) = self.strip.iter().find_map(|prefix| path.strip_prefix(prefix.as_str())) {
+        if let Some(rest) = self.strip.iter().find_map(|prefix| path.strip_prefix(prefix.as_str()))
+        {
             return rest;
         }
         // rustc's own sources: /rustc/<commit hash>/library/...
@@ -139,14 +141,12 @@ impl Describe for ElfSymbols {
         let mut frames: Vec<Frame> = Vec::new();
         if let Ok(mut iter) = self.loader.find_frames(probe) {
             while let Ok(Some(frame)) = iter.next() {
-                let name = frame
-                    .function
+                let name =
+                    frame.function.as_ref().and_then(|f| f.demangle().ok()).map(Cow::into_owned);
+                let location = frame
+                    .location
                     .as_ref()
-                    .and_then(|f| f.demangle().ok())
-                    .map(Cow::into_owned);
-                let location = frame.location.as_ref().and_then(|loc| {
-                    Some(format!("{}:{}", self.short_path(loc.file?), loc.line?))
-                });
+                    .and_then(|loc| Some(format!("{}:{}", self.short_path(loc.file?), loc.line?)));
                 frames.push(Frame { name, location });
             }
         }
@@ -224,10 +224,8 @@ impl Symbolizer {
                 None
             }
         };
-        let programs = programs
-            .iter()
-            .filter_map(|(name, path)| Some((name.clone(), load(path)?)))
-            .collect();
+        let programs =
+            programs.iter().filter_map(|(name, path)| Some((name.clone(), load(path)?))).collect();
         Self::new(load(kernel), programs)
     }
 
@@ -350,7 +348,8 @@ fn hex_tokens(line: &str) -> Vec<HexToken<'_>> {
         }
         let Some(value) = parse_hex(&line[start..end]) else { continue };
         let before = &line[..start];
-        let label_start = before.rfind(|c: char| c.is_whitespace() || c == ',').map_or(0, |p| p + 1);
+        let label_start =
+            before.rfind(|c: char| c.is_whitespace() || c == ',').map_or(0, |p| p + 1);
         tokens.push(HexToken { end, value, label: &before[label_start..] });
     }
     tokens
@@ -377,10 +376,7 @@ mod tests {
     fn symbolizer() -> Symbolizer {
         let mut programs: BTreeMap<String, Box<dyn Describe>> = BTreeMap::new();
         programs.insert("roottask".into(), Box::new(Fake { tag: "root", base: 0x400000 }));
-        Symbolizer::new(
-            Some(Box::new(Fake { tag: "kern", base: 0xffff_ffff_8000_0000 })),
-            programs,
-        )
+        Symbolizer::new(Some(Box::new(Fake { tag: "kern", base: 0xffff_ffff_8000_0000 })), programs)
     }
 
     #[test]

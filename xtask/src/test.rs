@@ -1,8 +1,8 @@
 //! `cargo xtask test`: host unit tests, then every boot scenario of `boot/test.toml`.
 //!
 //! ```text
-//!   host   cargo test -p abi -p bootfmt -p mapdb -p xtask   (output streamed; the
-//!          `test result:` lines are summed)
+//!   host   cargo test --no-fail-fast -p abi -p bootfmt -p mapdb -p xtask
+//!          (output streamed; the `test result:` lines are summed)
 //!   guest  target build, boot archive, then per scenario: QEMU (TCG) with a timeout,
 //!          serial captured to target/test-logs/<scenario>.log and .sym.log, judged by
 //!          log::judge_suite / log::judge_panic
@@ -89,11 +89,12 @@ pub fn main(ws: &Workspace, args: Args) -> Result<ExitCode> {
 fn host(ws: &Workspace) -> Result<Tally> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.current_dir(ws.root()).arg("test");
+    // --no-fail-fast: a failing crate must not hide the results of the others.
+    cmd.current_dir(ws.root()).args(["test", "--no-fail-fast"]);
     for package in HOST_PACKAGES {
         cmd.args(["-p", package]);
     }
-    println!("xtask: host tests: cargo test -p {}", HOST_PACKAGES.join(" -p "));
+    println!("xtask: host tests: cargo test --no-fail-fast -p {}", HOST_PACKAGES.join(" -p "));
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -232,7 +233,9 @@ fn judge_required(required: &[String], log: &str, verdict: &mut Verdict) {
             }
             None => {
                 verdict.failed += 1;
-                verdict.failures.push(format!("the log lacks {text:?} (after the previous required text)"));
+                verdict
+                    .failures
+                    .push(format!("the log lacks {text:?} (after the previous required text)"));
             }
         }
     }
@@ -268,7 +271,12 @@ mod tests {
 
     fn scenarios() -> Vec<Scenario> {
         ["suite", "panic"]
-            .map(|name| Scenario { name: name.into(), cmdline: String::new(), expect: Expect::Suite, require: Vec::new() })
+            .map(|name| Scenario {
+                name: name.into(),
+                cmdline: String::new(),
+                expect: Expect::Suite,
+                require: Vec::new(),
+            })
             .into()
     }
 

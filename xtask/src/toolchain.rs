@@ -352,7 +352,9 @@ mod tests {
 
     #[test]
     fn nightly_is_found_in_toolchain_list() {
-        assert!(lists_nightly("stable-x86_64-unknown-linux-gnu (default)\nnightly-x86_64-unknown-linux-gnu\n"));
+        assert!(lists_nightly(
+            "stable-x86_64-unknown-linux-gnu (default)\nnightly-x86_64-unknown-linux-gnu\n"
+        ));
         assert!(!lists_nightly("stable-x86_64-unknown-linux-gnu (default)\n"));
     }
 }

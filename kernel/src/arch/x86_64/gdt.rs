@@ -41,40 +41,29 @@ pub struct Tss {
 /// `PERCPU_*` offsets below.
 #[repr(C, align(64))]
 pub struct PerCpu {
-    /// Scratch slot: the user RSP during `syscall` entry.
+    /// Scratch slot (unused by the entry paths).
     pub scratch: u64,
-    /// The running thread's TCB (kernel virtual address).
-    pub current: u64,
-    /// Kernel stack top of the running thread (same as `tss.rsp0`).
-    pub kstack_top: u64,
     /// Return address of the Ipc stub's `syscall` (0 disables the IPC fast path).
     pub ipc_return: u64,
-    pub _pad: [u64; 4],
+    pub _pad: [u64; 6],
     pub tss: Tss,
 }
 
 /// Offset of `scratch` in [`PerCpu`].
 pub const PERCPU_SCRATCH: usize = 0;
-/// Offset of `current` in [`PerCpu`].
-pub const PERCPU_CURRENT: usize = 8;
-/// Offset of `kstack_top` in [`PerCpu`].
-pub const PERCPU_KSTACK: usize = 16;
 /// Offset of `ipc_return` in [`PerCpu`].
-pub const PERCPU_IPC_RETURN: usize = 24;
-/// Offset of `tss.rsp0` in [`PerCpu`].
+pub const PERCPU_IPC_RETURN: usize = 8;
+/// Offset of `tss.rsp0` in [`PerCpu`]: the running thread's kernel stack top, which is
+/// also its TCB address (0 while idle) — the one record of "current".
 pub const PERCPU_TSS_RSP0: usize = core::mem::offset_of!(PerCpu, tss) + 4;
 
 const _: () = assert!(core::mem::offset_of!(PerCpu, scratch) == PERCPU_SCRATCH);
-const _: () = assert!(core::mem::offset_of!(PerCpu, current) == PERCPU_CURRENT);
-const _: () = assert!(core::mem::offset_of!(PerCpu, kstack_top) == PERCPU_KSTACK);
 const _: () = assert!(core::mem::offset_of!(PerCpu, ipc_return) == PERCPU_IPC_RETURN);
 
 pub static PERCPU: KCell<PerCpu> = KCell::new(PerCpu {
     scratch: 0,
-    current: 0,
-    kstack_top: 0,
     ipc_return: 0,
-    _pad: [0; 4],
+    _pad: [0; 6],
     tss: Tss {
         reserved0: 0,
         rsp0: 0,
@@ -158,9 +147,13 @@ pub fn init() {
 /// Records the kernel stack top used on the next entry from user mode.
 #[inline(always)]
 pub fn set_kernel_stack(top: u64) {
-    let p = PERCPU.get_mut();
-    p.tss.rsp0 = top;
-    p.kstack_top = top;
+    PERCPU.get_mut().tss.rsp0 = top;
+}
+
+/// The running thread's TCB address (its kernel stack top), 0 while idle.
+#[inline(always)]
+pub fn current_tcb() -> u64 {
+    PERCPU.get().tss.rsp0
 }
 
 /// The IST stack ranges (for reporting which stack a fault ran on).

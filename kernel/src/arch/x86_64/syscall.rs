@@ -12,7 +12,7 @@
 use core::arch::global_asm;
 
 use super::cpu::{self, msr};
-use super::gdt::{PERCPU_KSTACK, PERCPU_SCRATCH};
+use super::gdt::PERCPU_TSS_RSP0;
 use super::trap::{Frame, VECTOR_SYSCALL};
 use crate::space::Space;
 use crate::thread::{State, Tcb};
@@ -52,40 +52,66 @@ tern_stubs:
     ret
     .endr
 
+    .section .extable, "a"
+    .quad tern_fastpath_load, tern_fastpath_fixup
     .section .text
     .p2align 4
     .global tern_syscall_entry
 tern_syscall_entry:
+    /* RBP is free in every system call (the binding saves it around the stub call).
+     * Switch to the thread's kernel stack, whose top is its TCB; the user frame ends
+     * there: rip at -40, rflags at -24, rsp at -16. */
     swapgs
-    movq %rsp, %gs:{scratch}
-    movq %gs:{kstack}, %rsp
+    movq %gs:{rsp0}, %rbp
+    movq %rsp, -16(%rbp)
+    movq %rbp, %rsp
     cmpq %gs:{ipc_ret}, %rcx
     jne .Lslow
 
     /* ---- IPC fast path: a straight run of guards, then the switch. ----
-     * RSP = the caller's TCB (its kernel stack top); the user frame ends there:
-     * rip at -40, rflags at -24, rsp at -16. Scratch registers: RCX, R11, RBP
-     * (the binding declares them clobbered). */
-    movq %rcx, -40(%rsp)
+     * Scratch registers: RCX, R11, RBP (the binding declares them clobbered).
+     * First, To as a global id in RBP: a local id names a UTCB of our space, whose
+     * MyGlobalId word (MR0 - 120) is read with a recovering load (the thread found
+     * must then have exactly that local id). */
+    testb $0x3F, %sil
+    jnz 7f
+    movq %rsi, %rbp
+    shrq $47, %rbp
+    jnz .Lslow
+    testq %rsi, %rsi
+    jz .Lslow
+    subq $64, %rsp                    /* a fault's trap frame must not hit the user RSP at -16 */
+    stac
+    .global tern_fastpath_load
+tern_fastpath_load:
+    movq -120(%rsi), %rbp
+    clac
+    addq $64, %rsp
+    jmp 8f
+7:  movq %rsi, %rbp
+8:  movq %rcx, -40(%rsp)
     movq %r11, -24(%rsp)
-    movq %gs:{scratch}, %rcx
-    movq %rcx, -16(%rsp)
-    testl $0xFFF8, %r9d               /* untyped words <= 7, no typed items, no flags */
-    jnz .Lslow_restore
-    testb $0x3F, %sil                 /* To is a global id */
-    jz .Lslow_restore
-    movq %rsi, %rcx
+    movzwl %r9w, %r11d                /* untyped words <= 8, no typed items, no flags */
+    cmpl $8, %r11d
+    ja .Lslow_restore
+    movq %rbp, %rcx
     shrq $32, %rcx
-    cmpl ${max_threads}, %ecx
-    jae .Lslow_restore
+    andl ${thread_mask}, %ecx         /* numbers beyond the table fail the id check */
     btq %rcx, {slots}(%rip)           /* the thread exists */
     jnc .Lslow_restore
     shlq ${slot_shift}, %rcx
     movabsq ${tcb_base}, %r11
     addq %r11, %rcx                   /* RCX = destination TCB */
-    cmpq %rsi, {t_id}(%rcx)           /* same version */
+    cmpq %rbp, {t_id}(%rcx)           /* same version */
     jne .Lslow_restore
-    testw %r8w, %r8w                  /* receive timeout: never */
+    cmpq %rbp, %rsi                   /* given as a local id: it must be exactly that one */
+    je 9f
+    cmpq %rsi, {t_local}(%rcx)
+    jne .Lslow_restore
+    movq {t_space}(%rcx), %r11
+    cmpq %r11, {t_space}(%rsp)
+    jne .Lslow_restore
+9:  testw %r8w, %r8w                  /* receive timeout: never */
     jnz .Lslow_restore
     cmpq %rsi, %rdx                   /* call (receive from To) ... */
     je 1f
@@ -93,8 +119,8 @@ tern_syscall_entry:
     jne .Lslow_restore
     cmpq $0, {t_sendq}(%rsp)          /* with nobody already waiting to send to us */
     jne .Lslow_restore
-1:  cmpq $1, {t_fast}(%rcx)           /* partner waits in a fast-resumable receive */
-    jne .Lslow_restore
+1:  cmpb $0, {t_fast}(%rcx)           /* partner waits in a fast-resumable receive */
+    je .Lslow_restore
     movq {t_partner}(%rcx), %r11      /* ... from us or from anyone */
     cmpq %r11, {t_id}(%rsp)
     je 2f
@@ -104,12 +130,10 @@ tern_syscall_entry:
     movq {t_space}(%rcx), %rbp
     cmpq %r11, %rbp
     je 3f
+    cmpq $0, {s_confined}(%r11)       /* our space is not confined by a redirector */
+    jne .Lslow_restore
     cmpq $0, {s_flush}(%rbp)          /* its TLB entries may be used as they are */
     jne .Lslow_restore
-    movq {s_redir}(%r11), %r11        /* our space is not confined by a redirector */
-    incq %r11
-    cmpq $1, %r11
-    ja .Lslow_restore
     movq {s_cr3}(%rbp), %rbp
     movq %rbp, %cr3
     movq {t_id}(%rsp), %rbp           /* From: our global id */
@@ -117,12 +141,19 @@ tern_syscall_entry:
 3:  movq {t_local}(%rsp), %rbp        /* From: our local id */
 
 4:  /* ---- commit: we wait (fast-resumable), the partner runs. ---- */
-    movq %rdx, {t_partner}(%rsp)
-    movb ${receiving}, {t_state}(%rsp)
-    movq $1, {t_fast}(%rsp)
-    leaq -({frame}+8+48)(%rsp), %r11
-    movq %r11, {t_ksp}(%rsp)
-    movq $tern_syscall_return, -({frame}+8)(%rsp)
+    cmpb $8, %r9b                     /* MR8 travels from UTCB to UTCB */
+    jne 11f
+    movq {t_ukern}(%rsp), %r11
+    movq {mr8}(%r11), %r11
+    pushq %rcx
+    movq {t_ukern}(%rcx), %rcx
+    movq %r11, {mr8}(%rcx)
+    popq %rcx
+11: cmpq %rsi, %rdx
+    jne 10f
+    movq {t_id}(%rcx), %rdx           /* closed receive from To: kept as its global id */
+10: movq %rdx, {t_partner}(%rsp)
+    movw ${recv_fast}, {t_state}(%rsp) /* state = Receiving, fast_wait = blocked fast */
     rdfsbase %r11
     movq %r11, {t_fs}(%rsp)
     movq {t_fs}(%rcx), %r11
@@ -131,13 +162,14 @@ tern_syscall_entry:
     swapgs
     wrgsbase %r11
     swapgs
-    movb ${ready}, {t_state}(%rcx)
-    movq $0, {t_fast}(%rcx)
-    movq %rcx, %gs:{current}
-    movq %rcx, %gs:{kstack}
+    movw ${ready}, {t_state}(%rcx)    /* state = Ready, fast_wait = 0 */
     movq %rcx, %gs:{rsp0}
-    cmpq {fpu_owner}(%rip), %rcx
+    /* Lazy FPU: CR0.TS is set iff the running thread is not the FPU owner. */
+    movq {fpu_owner}(%rip), %r11
+    cmpq %r11, %rcx
     je 5f
+    cmpq %r11, %rsp
+    jne 6f
     movq %cr0, %r11
     orq $8, %r11
     movq %r11, %cr0
@@ -145,22 +177,27 @@ tern_syscall_entry:
 5:  clts
 6:  movq %rbp, %rsi
     movq {t_local}(%rcx), %rdi
-    movq %rcx, %rsp
-    movq -40(%rsp), %rcx
-    movq -24(%rsp), %r11
-    movq -16(%rsp), %rsp
+    movq -24(%rcx), %r11
+    movq -16(%rcx), %rsp
+    movq -40(%rcx), %rcx
     swapgs
     sysretq
 
 .Lslow_restore:
     movq -40(%rsp), %rcx
     movq -24(%rsp), %r11
+    jmp .Lslow
+    .global tern_fastpath_fixup
+tern_fastpath_fixup:
+    clac
+    addq $64, %rsp
 .Lslow:
-    pushq ${user_ss}
-    pushq %gs:{scratch}
-    pushq %r11
-    pushq ${user_cs}
-    pushq %rcx
+    /* The full path: complete the frame (user RSP is already at -16). */
+    movq ${user_ss}, -8(%rsp)
+    movq %r11, -24(%rsp)
+    movq ${user_cs}, -32(%rsp)
+    movq %rcx, -40(%rsp)
+    subq $40, %rsp
     pushq $0
     pushq ${vec}
     pushq %rax
@@ -208,12 +245,9 @@ tern_syscall_return:
     sysretq
 "#,
     count = const STUB_COUNT,
-    scratch = const PERCPU_SCRATCH,
-    kstack = const PERCPU_KSTACK,
+    rsp0 = const PERCPU_TSS_RSP0,
     ipc_ret = const super::gdt::PERCPU_IPC_RETURN,
-    current = const super::gdt::PERCPU_CURRENT,
-    rsp0 = const super::gdt::PERCPU_TSS_RSP0,
-    max_threads = const crate::thread::MAX_THREADS,
+    thread_mask = const crate::thread::MAX_THREADS - 1,
     slots = sym crate::thread::SLOTS,
     slot_shift = const 14,
     tcb_base = const super::layout::TCB_AREA + super::layout::TCB_OFFSET,
@@ -224,15 +258,15 @@ tern_syscall_return:
     t_space = const core::mem::offset_of!(Tcb, space),
     t_local = const core::mem::offset_of!(Tcb, local),
     t_state = const core::mem::offset_of!(Tcb, state),
-    t_ksp = const core::mem::offset_of!(Tcb, kernel_sp),
     t_fs = const core::mem::offset_of!(Tcb, fs_base),
     t_utcb = const core::mem::offset_of!(Tcb, utcb_user),
     s_flush = const core::mem::offset_of!(Space, needs_flush),
-    s_redir = const core::mem::offset_of!(Space, redirector),
+    s_confined = const core::mem::offset_of!(Space, confined),
+    t_ukern = const core::mem::offset_of!(Tcb, utcb_kernel),
+    mr8 = const abi::utcb::UTCB_MR0_OFFSET + 8 * 8,
     s_cr3 = const core::mem::offset_of!(Space, cr3_value),
-    receiving = const State::Receiving as u8,
+    recv_fast = const State::Receiving as u16 | (crate::thread::FAST_WAIT_BLOCKED_FAST as u16) << 8,
     ready = const State::Ready as u8,
-    frame = const super::trap::FRAME_SIZE,
     fpu_owner = sym crate::fpu::OWNER,
     user_ss = const super::gdt::USER_DS as u64,
     user_cs = const super::gdt::USER_CS as u64,
@@ -246,6 +280,11 @@ extern "C" {
     fn tern_syscall_entry();
     /// Restores a syscall [`Frame`] at RSP and returns with `sysretq`.
     pub fn tern_syscall_return();
+}
+
+/// Address of the system-call exit path (restores a syscall frame, `sysretq`).
+pub fn syscall_return_address() -> u64 {
+    tern_syscall_return as *const () as u64
 }
 
 /// Address of a stub (what the KIP publishes).
@@ -282,9 +321,9 @@ pub fn init() {
         cpu::wrmsr(msr::SFMASK, 0x4_7700);
         cpu::wrmsr(msr::EFER, cpu::rdmsr(msr::EFER) | 1);
     }
-    // The fast path uses RD/WRFSBASE and WRGSBASE; without them every IPC takes the
-    // full path.
-    if cpu::features().fsgsbase && !crate::boot::info().option("tern.fastpath").is_some_and(|v| v == "off") {
+    // The fast path uses RD/WRFSBASE, WRGSBASE and STAC/CLAC; without them every IPC
+    // takes the full path. `tern.fastpath=off` on the command line disables it too.
+    if cpu::features().fsgsbase && cpu::features().smap && !crate::boot::info().option("tern.fastpath").is_some_and(|v| v == "off") {
         super::gdt::PERCPU.get_mut().ipc_return = stub_address(Stub::Ipc) + 2;
     }
 }

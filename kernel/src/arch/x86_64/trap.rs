@@ -260,6 +260,16 @@ pub unsafe fn user_copy(dst: *mut u8, src: *const u8, len: usize) -> bool {
     r == 0
 }
 
+extern "C" {
+    static tern_user_copy_insn: u8;
+}
+
+/// Whether `rip` is the user-copy instruction (whose faults may be resolved by pagers).
+pub fn is_user_copy(rip: u64) -> bool {
+    // SAFETY: taking the address of a symbol.
+    rip == unsafe { &tern_user_copy_insn as *const u8 as u64 }
+}
+
 /// Looks up a recovery address for a fault at kernel `rip`.
 pub fn extable_fixup(rip: u64) -> Option<u64> {
     // SAFETY: the linker script brackets the `.extable` section with these symbols; it
