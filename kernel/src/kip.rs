@@ -19,6 +19,10 @@ pub const SYSTEM_BASE: u32 = 24;
 /// Feature strings Tern publishes (besides X.2 itself); see docs/abi.md.
 pub use abi::tern::FEATURES;
 
+/// Feature strings in the bench-only syscall-floor mode.
+const FLOOR_FEATURES: [&str; 3] = [FEATURES[0], FEATURES[1], "tern-syscall-floor"];
+const _: () = assert!(FEATURES.len() == 2);
+
 static KIP_FRAME: KCell<u64> = KCell::new(0);
 
 /// First user thread number (σ0's).
@@ -93,7 +97,7 @@ pub fn init() {
         processors: &procs,
         kernel: abi::kip::KernelDesc::tern(abi::kip::encode_date(2026, 11, 29)),
         version_string: concat!("Tern ", env!("CARGO_PKG_VERSION")),
-        features: FEATURES,
+        features: if crate::arch::syscall::syscall_floor() { &FLOOR_FEATURES } else { FEATURES },
         mem_descs: &descs[..n],
         min_mem_slots: 32,
     };

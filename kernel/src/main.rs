@@ -49,8 +49,8 @@ pub extern "C" fn kmain(start_info: u32) -> ! {
     boot::init_memory(start_info as u64);
     cpu::enable_protections();
     let archive = boot::init_pool_and_images();
-    arch::syscall::init();
     apic::init();
+    arch::syscall::init();
     print_cpu();
     kip::init();
     match boot::info().option("tern.test") {

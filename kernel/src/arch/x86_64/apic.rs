@@ -147,11 +147,15 @@ pub fn id() -> u32 {
     }
 }
 
-/// The kernel's microsecond clock.
+/// 2^32 · 1000 / TSC kHz: converts TSC ticks to microseconds (32.32 fixed point).
+pub fn tsc_mult() -> u64 {
+    ((1000u128 << 32) / APIC.get().tsc_khz as u128) as u64
+}
+
+/// The kernel's microsecond clock (the same formula as SystemClock's fast exit).
 #[inline]
 pub fn now_us() -> u64 {
-    let khz = APIC.get().tsc_khz;
-    ((cpu::rdtsc() as u128 * 1000) / khz as u128) as u64
+    ((cpu::rdtsc() as u128 * tsc_mult() as u128) >> 32) as u64
 }
 
 /// Arms the one-shot timer to fire in `us` microseconds (0 disarms it).

@@ -45,7 +45,11 @@ pub struct PerCpu {
     pub scratch: u64,
     /// Return address of the Ipc stub's `syscall` (0 disables the IPC fast path).
     pub ipc_return: u64,
-    pub _pad: [u64; 6],
+    /// Return address of the SystemClock stub's `syscall` (0: full path).
+    pub clock_return: u64,
+    /// 2^32 · 1000 / TSC kHz: TSC ticks to microseconds as a 32.32 fixed-point factor.
+    pub tsc_mult: u64,
+    pub _pad: [u64; 4],
     pub tss: Tss,
 }
 
@@ -53,17 +57,25 @@ pub struct PerCpu {
 pub const PERCPU_SCRATCH: usize = 0;
 /// Offset of `ipc_return` in [`PerCpu`].
 pub const PERCPU_IPC_RETURN: usize = 8;
+/// Offset of `clock_return` in [`PerCpu`].
+pub const PERCPU_CLOCK_RETURN: usize = 16;
+/// Offset of `tsc_mult` in [`PerCpu`].
+pub const PERCPU_TSC_MULT: usize = 24;
 /// Offset of `tss.rsp0` in [`PerCpu`]: the running thread's kernel stack top, which is
 /// also its TCB address (0 while idle) — the one record of "current".
 pub const PERCPU_TSS_RSP0: usize = core::mem::offset_of!(PerCpu, tss) + 4;
 
 const _: () = assert!(core::mem::offset_of!(PerCpu, scratch) == PERCPU_SCRATCH);
 const _: () = assert!(core::mem::offset_of!(PerCpu, ipc_return) == PERCPU_IPC_RETURN);
+const _: () = assert!(core::mem::offset_of!(PerCpu, clock_return) == PERCPU_CLOCK_RETURN);
+const _: () = assert!(core::mem::offset_of!(PerCpu, tsc_mult) == PERCPU_TSC_MULT);
 
 pub static PERCPU: KCell<PerCpu> = KCell::new(PerCpu {
     scratch: 0,
     ipc_return: 0,
-    _pad: [0; 6],
+    clock_return: 0,
+    tsc_mult: 0,
+    _pad: [0; 4],
     tss: Tss {
         reserved0: 0,
         rsp0: 0,

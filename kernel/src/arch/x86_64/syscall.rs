@@ -66,7 +66,7 @@ tern_syscall_entry:
     movq %rsp, -16(%rbp)
     movq %rbp, %rsp
     cmpq %gs:{ipc_ret}, %rcx
-    jne .Lslow
+    jne .Lnot_ipc
 
     /* ---- IPC fast path: a straight run of guards, then the switch. ----
      * Scratch registers: RCX, R11, RBP (the binding declares them clobbered).
@@ -183,6 +183,25 @@ tern_fastpath_load:
     swapgs
     sysretq
 
+.Lnot_ipc:
+    /* SystemClock: microseconds = TSC × (2^32 · 1000 / kHz) >> 32, nothing else. */
+    cmpq %gs:{clock_ret}, %rcx
+    jne .Lslow
+    rdtsc
+    shlq $32, %rdx
+    orq %rdx, %rax
+    mulq %gs:{tsc_mult}
+    shrdq $32, %rdx, %rax
+    xorl %edx, %edx
+    movq -16(%rsp), %rsp
+    swapgs
+    sysretq
+
+    /* Bench-only entry (`tern.syscall-floor`): the bare cost of entering and leaving. */
+    .global tern_floor_entry
+tern_floor_entry:
+    sysretq
+
 .Lslow_restore:
     movq -40(%rsp), %rcx
     movq -24(%rsp), %r11
@@ -247,6 +266,8 @@ tern_syscall_return:
     count = const STUB_COUNT,
     rsp0 = const PERCPU_TSS_RSP0,
     ipc_ret = const super::gdt::PERCPU_IPC_RETURN,
+    clock_ret = const super::gdt::PERCPU_CLOCK_RETURN,
+    tsc_mult = const super::gdt::PERCPU_TSC_MULT,
     thread_mask = const crate::thread::MAX_THREADS - 1,
     slots = sym crate::thread::SLOTS,
     slot_shift = const 14,
@@ -278,6 +299,7 @@ tern_syscall_return:
 extern "C" {
     static tern_stubs: [u8; 4096];
     fn tern_syscall_entry();
+    fn tern_floor_entry();
     /// Restores a syscall [`Frame`] at RSP and returns with `sysretq`.
     pub fn tern_syscall_return();
 }
@@ -323,9 +345,24 @@ pub fn init() {
     }
     // The fast path uses RD/WRFSBASE, WRGSBASE and STAC/CLAC; without them every IPC
     // takes the full path. `tern.fastpath=off` on the command line disables it too.
-    if cpu::features().fsgsbase && cpu::features().smap && !crate::boot::info().option("tern.fastpath").is_some_and(|v| v == "off") {
-        super::gdt::PERCPU.get_mut().ipc_return = stub_address(Stub::Ipc) + 2;
+    let fast = !crate::boot::info().option("tern.fastpath").is_some_and(|v| v == "off");
+    let p = super::gdt::PERCPU.get_mut();
+    if cpu::features().fsgsbase && cpu::features().smap && fast {
+        p.ipc_return = stub_address(Stub::Ipc) + 2;
     }
+    if fast {
+        p.clock_return = stub_address(Stub::SystemClock) + 2;
+    }
+    p.tsc_mult = super::apic::tsc_mult();
+    if syscall_floor() {
+        // SAFETY: bench mode: `syscall` returns at once; nothing else enters this way.
+        unsafe { cpu::wrmsr(msr::LSTAR, tern_floor_entry as *const () as u64) };
+    }
+}
+
+/// Whether the bench-only `tern.syscall-floor` mode is on.
+pub fn syscall_floor() -> bool {
+    crate::boot::info().cmdline().split_whitespace().any(|w| w == "tern.syscall-floor")
 }
 
 extern "C" fn syscall_dispatch(frame: &mut Frame) {
