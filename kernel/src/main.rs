@@ -23,6 +23,7 @@ pub mod ipc_items;
 pub mod kdb;
 pub mod kip;
 pub mod kmem;
+pub mod mapping;
 pub mod panic;
 pub mod sched;
 pub mod space;

@@ -594,35 +594,5 @@ fn memory_control(t: &mut Tcb) {
 }
 
 fn unmap(t: &mut Tcb) {
-    // Flush removes the caller's own mappings in each fpage; revoking mappings derived
-    // from them needs the mapping database (address-space issue).
-    let f = t.frame();
-    let control = abi::syscall::UnmapControl::from_raw(f.rdx);
-    let k = control.count().min(64);
-    for i in 0..k {
-        let fp = Fpage(ipc::mr(t, i));
-        if control.flush() {
-            if let Ok(v) = fp.try_validate() {
-                let (base, log2) = (v.fpage().base(), v.log2size().min(47));
-                let space = t.space();
-                let mut va = base;
-                let end = (base + (1u64 << log2)).min(USER_END);
-                while va < end {
-                    let step = match crate::arch::paging::translate(space.pml4, va) {
-                        Some(l) if !space.in_utcb_area(va, 1) && va != space.kip_base => {
-                            crate::arch::paging::unmap(space.pml4, va);
-                            sched::flush_if_current(space, va);
-                            l.size.bytes()
-                        }
-                        Some(l) => l.size.bytes(),
-                        None => 4096,
-                    };
-                    va = (va & !(step - 1)) + step;
-                }
-            }
-        }
-        ipc::set_mr(t, i, fp.raw() & !0xF);
-    }
-    let local = t.local_id().raw();
-    t.frame().rdi = local;
+    crate::mapping::unmap_syscall(t);
 }
