@@ -6,7 +6,6 @@
 //! Register conventions are the AMD64 binding's (docs/abi.md).
 
 use abi::error::SysError;
-use abi::fpage::Fpage;
 use abi::syscall::{ExRegsArgs, ExRegsState, ScheduleArgs, SpaceControlArgs, ThreadControlArgs, ThreadState, USER_FLAGS_MASK};
 use abi::thread_id::ThreadId;
 use abi::time::Time;
