@@ -14,6 +14,7 @@
 //! name = "suite"
 //! cmdline = ""             # kernel command line (QEMU -append)
 //! expect = "suite"         # "suite" | "panic" | "panic:<text>"
+//! roottask = "pkg"          # optional: boot this package as the root task instead
 //! require = ["a", "b"]     # optional: texts the symbolized log must contain, in this
 //!                          # order; each is one more check
 //! ```
@@ -70,6 +71,8 @@ struct RawScenario {
     expect: String,
     #[serde(default)]
     require: Vec<String>,
+    #[serde(default)]
+    roottask: Option<String>,
 }
 
 /// One program in the boot archive.
@@ -141,6 +144,9 @@ pub struct Scenario {
     pub expect: Expect,
     /// Texts the serial log must contain, in this order (each is one check).
     pub require: Vec<String>,
+    /// A cargo package booted as the root task in this scenario instead of the
+    /// manifest's `[roottask]`.
+    pub roottask: Option<String>,
 }
 
 /// A checked boot manifest.
@@ -217,7 +223,10 @@ impl Manifest {
 
     /// The distinct cargo packages this manifest needs built.
     pub fn packages(&self) -> BTreeSet<&str> {
-        self.programs().map(|p| p.package.as_str()).collect()
+        self.programs()
+            .map(|p| p.package.as_str())
+            .chain(self.scenarios.iter().filter_map(|s| s.roottask.as_deref()))
+            .collect()
     }
 }
 
@@ -250,7 +259,12 @@ fn check_scenario(raw: RawScenario, names: &mut BTreeSet<String>) -> Result<Scen
     if raw.require.iter().any(String::is_empty) {
         bail!("require has an empty text (it would match anything)");
     }
-    Ok(Scenario { name: raw.name, cmdline: raw.cmdline, expect, require: raw.require })
+    if let Some(package) = &raw.roottask {
+        if package.is_empty() {
+            bail!("roottask names no package");
+        }
+    }
+    Ok(Scenario { name: raw.name, cmdline: raw.cmdline, expect, require: raw.require, roottask: raw.roottask })
 }
 
 /// Archive entry names: 1..=64 of `[A-Za-z0-9_.-]`, not starting with `.`, not ending in

@@ -134,7 +134,23 @@ fn guest(ws: &Workspace, args: &Args) -> Result<Tally> {
     let mut total = Tally::default();
     for scenario in scenarios {
         println!("xtask: scenario {} (expect {})", scenario.name, scenario.expect);
-        let boot = Boot { kernel: &kernel, archive: &archive.path, symbolizer: &symbolizer };
+        // A scenario may boot another root task: its own archive and symbols.
+        let own = match &scenario.roottask {
+            Some(package) => {
+                let mut variant = manifest.clone();
+                variant.name = format!("{}-{}", manifest.name, scenario.name);
+                let overrides = Overrides { sigma0: None, root_task: Some(ws.elf(profile, package)) };
+                let a = image::build(ws, &variant, profile, &overrides)?;
+                let sym = Symbolizer::for_boot(ws.root(), &kernel, &a.programs);
+                Some((a, sym))
+            }
+            None => None,
+        };
+        let (archive_path, symbolizer) = match &own {
+            Some((a, sym)) => (&a.path, sym),
+            None => (&archive.path, &symbolizer),
+        };
+        let boot = Boot { kernel: &kernel, archive: archive_path, symbolizer };
         let verdict = run_scenario(&boot, scenario, &log_dir, timeout).unwrap_or_else(|err| {
             let failure = format!("cannot run the scenario: {err:#}");
             println!("guest: {}: FAILED: {failure}", scenario.name);
@@ -276,6 +292,7 @@ mod tests {
                 cmdline: String::new(),
                 expect: Expect::Suite,
                 require: Vec::new(),
+                roottask: None,
             })
             .into()
     }
@@ -305,6 +322,7 @@ mod tests {
             cmdline: String::new(),
             expect: Expect::Panic { containing: Some("overflow".into()) },
             require: Vec::new(),
+            roottask: None,
         };
         let log = "KERNEL PANIC: kernel stack overflow\n";
         assert_eq!(judge(&panic, log, log, qemu::GuestExit::Panic).passed, 1);

@@ -18,7 +18,9 @@ pub fn print(s: &str) {
         buf[chunk.len()] = 0;
         // SAFETY: `int3; cmp al, 1` is KDB PrintString of the NUL-terminated string at RAX,
         // which `buf` holds; the kernel only reads it.
-        unsafe { core::arch::asm!("int3", "cmp al, 1", in("rax") buf.as_ptr(), options(nostack, readonly)) };
+        unsafe {
+            core::arch::asm!("int3", "cmp al, 1", in("rax") buf.as_ptr(), options(nostack, readonly))
+        };
     }
 }
 
@@ -36,6 +38,22 @@ pub fn power_off(status: u64) {
     // SAFETY: `int3; cmp al, 0x10` is Tern's power-off KDB call; it returns only if
     // the caller is not privileged.
     unsafe { core::arch::asm!("int3", "cmp al, 0x10", in("rax") status, options(nostack)) };
+}
+
+/// Tern extension: the KDB operation code of [`kernel_memory`] (`int3; cmp al, 0x11`).
+pub const KDB_KERNEL_MEMORY: u8 = 0x11;
+
+/// Tern extension: the kernel memory pool as `(free frames, total frames)`, for leak
+/// checks. `(0, 0)` from a kernel that does not implement the call (it then leaves RAX
+/// and RDX as they were, which this function sets to 0).
+pub fn kernel_memory() -> (u64, u64) {
+    let (free, total): (u64, u64);
+    // SAFETY: `int3; cmp al, 0x11` is Tern's kernel-memory KDB call; the kernel returns
+    // the free count in RAX and the total in RDX and changes no other register.
+    unsafe {
+        core::arch::asm!("int3", "cmp al, 0x11", inout("rax") 0u64 => free, inout("rdx") 0u64 => total, options(nostack))
+    };
+    (free, total)
 }
 
 /// `fmt::Write` over the KDB console.

@@ -5,9 +5,13 @@ use abi::kip::Kip;
 /// What KernelInterface returns.
 #[derive(Debug, Clone, Copy)]
 pub struct KernelInterface {
+    /// RAX: where the KIP is mapped in the caller's space.
     pub kip: *const Kip,
+    /// RCX: the API version word.
     pub api_version: u64,
+    /// RDX: the API flags word.
     pub api_flags: u64,
+    /// RSI: the kernel id word.
     pub kernel_id: u64,
 }
 
@@ -19,7 +23,12 @@ pub fn kernel_interface() -> KernelInterface {
     unsafe {
         core::arch::asm!(".byte 0xF0, 0x90", out("rax") kip, out("rcx") ver, out("rdx") flags, out("rsi") id, options(nostack))
     };
-    KernelInterface { kip: kip as *const Kip, api_version: ver, api_flags: flags, kernel_id: id }
+    KernelInterface {
+        kip: kip as *const Kip,
+        api_version: ver,
+        api_flags: flags,
+        kernel_id: id,
+    }
 }
 
 static mut KIP: *const Kip = core::ptr::null();

@@ -39,9 +39,7 @@ extern "C" fn rust_start() -> ! {
     // SAFETY: `l4_program_main` is defined exactly once by the program through `main!`.
     unsafe { l4_program_main() };
     crate::kdb::print("program returned from main; stopping\n");
-    loop {
-        crate::syscall::thread_switch(abi::thread_id::ThreadId::NIL);
-    }
+    crate::thread::park()
 }
 
 /// Declares the program's main function: `l4::main!(main);` with `fn main()`.
@@ -59,7 +57,5 @@ macro_rules! main {
 fn panic(info: &core::panic::PanicInfo) -> ! {
     crate::kdb::print("PANIC in user program: ");
     let _ = core::fmt::Write::write_fmt(&mut crate::kdb::Console, format_args!("{}\n", info));
-    loop {
-        crate::syscall::thread_switch(abi::thread_id::ThreadId::NIL);
-    }
+    crate::thread::park()
 }
