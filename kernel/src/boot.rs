@@ -37,6 +37,8 @@ pub struct BootInfo {
     pub module: (u64, u64),
     /// Root-server images (physical ranges): σ0, root task, σ1.
     pub images: [(u64, u64); 3],
+    /// Their entry points.
+    pub entries: [u64; 3],
     pub cmdline: [u8; 256],
     pub cmdline_len: usize,
     pub rsdp: u64,
@@ -48,6 +50,7 @@ static INFO: KCell<BootInfo> = KCell::new(BootInfo {
     conventional: RangeSet::new(),
     module: (0, 0),
     images: [(0, 0); 3],
+    entries: [0; 3],
     cmdline: [0; 256],
     cmdline_len: 0,
     rsdp: 0,
@@ -254,6 +257,7 @@ pub fn init_pool_and_images() -> Option<Archive<'static>> {
                 match load_image(entry.data, &ram, &reserved[..3 + i]) {
                     Ok(range) => {
                         info.images[i] = range;
+                        info.entries[i] = Elf::parse(entry.data).map_or(0, |e| e.entry());
                         reserved[3 + i] = range;
                     }
                     Err(e) => kprintln!("{}: cannot load: {}", name, e),

@@ -102,7 +102,12 @@ pub fn init() {
         min_mem_slots: 32,
     };
     builder.write(k).expect("KIP layout");
-    let root = |i: usize| abi::kip::RootServer { sp: 0, ip: 0, low: info.images[i].0, high: info.images[i].1 };
+    // Root-server fields as a boot loader fills them: entry point, and the image range
+    // with `high` the last byte (0/0 when absent).
+    let root = |i: usize| {
+        let (low, end) = info.images[i];
+        abi::kip::RootServer { sp: 0, ip: info.entries[i], low, high: end.saturating_sub(1) }
+    };
     k.sigma0 = root(0);
     k.root_server = root(1);
     k.sigma1 = root(2);

@@ -543,8 +543,10 @@ fn thread_state(d: &Tcb) -> ThreadState {
         _ if !d.active => ThreadState::Inactive,
         State::Ready if d.halted => ThreadState::Inactive,
         State::Ready => ThreadState::Running,
-        State::Sending => ThreadState::Sending,
-        State::Receiving => ThreadState::Receiving,
+        // Blocked in IPC: X.2's "pending send" / "waiting"; Tern never leaves a transfer
+        // in progress between two kernel entries, so "sending"/"receiving" never show.
+        State::Sending => ThreadState::PendingSend,
+        State::Receiving => ThreadState::Waiting,
         State::Inactive | State::Faulted => ThreadState::Inactive,
     }
 }
