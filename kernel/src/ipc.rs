@@ -147,8 +147,9 @@ fn succeed(t: &mut Tcb, from: ThreadId) {
     sched::wake(t);
 }
 
-/// Copies the message of `src` to `dst`. Returns the error code on failure.
-fn transfer(src: &mut Tcb, dst: &mut Tcb) -> Result<(), IpcErrorCode> {
+/// Copies the message of `src` to `dst`. `flags` are the tag flags the receiver gets
+/// (p and r; x and e are always clear on delivery). Returns the error code on failure.
+fn transfer(src: &mut Tcb, dst: &mut Tcb, flags: u8) -> Result<(), IpcErrorCode> {
     let tag = MsgTag(mr(src, 0));
     let (u, t) = (tag.untyped() as usize, tag.typed() as usize);
     if u + t >= MRS {
@@ -165,18 +166,59 @@ fn transfer(src: &mut Tcb, dst: &mut Tcb) -> Result<(), IpcErrorCode> {
         }
         crate::ipc_items::transfer_items(src, dst, &words[..t], u + 1)?;
     }
-    // Flags r, x, e are cleared on delivery; p is kept.
-    let out = MsgTag(tag.raw() & !(0xE << 12));
-    set_mr(dst, 0, out.raw());
+    set_mr(dst, 0, tag.with_flags(flags).raw());
     Ok(())
+}
+
+/// Propagation (X.2): a sender may send on behalf of a virtual sender (tag flag p and
+/// the VirtualSender TCR) if the virtual sender lives in its own space or the sender is
+/// the redirector of the virtual sender's space. Returns the virtual sender if allowed.
+fn propagation(sender: &mut Tcb) -> Option<&'static mut Tcb> {
+    if sender.kernel_ipc || !MsgTag(mr(sender, 0)).propagated() {
+        return None;
+    }
+    let vs = ThreadId(sender.utcb()?.virtual_sender);
+    let v = resolve(sender, vs)?;
+    let allowed = v.space == sender.space || v.space().redirector == sender.id.raw();
+    allowed.then_some(v)
 }
 
 /// Delivers `sender`'s message to the waiting `receiver`, then releases both as their
 /// states demand. Returns false if the transfer failed (both got the error).
 fn deliver(sender: &mut Tcb, receiver: &mut Tcb) -> bool {
-    match transfer(sender, receiver) {
+    let virtual_sender = propagation(sender);
+    let mut flags = 0u8;
+    if virtual_sender.is_some() {
+        flags |= 1; // p
+    }
+    let intended = core::mem::replace(&mut sender.intended, ThreadId::NIL);
+    if !intended.is_nil() {
+        flags |= 2; // r
+    }
+    match transfer(sender, receiver, flags) {
         Ok(()) => {
-            let from = id_as_seen_by(receiver, sender);
+            let actual = id_as_seen_by(receiver, sender);
+            let propagated = virtual_sender.is_some();
+            let from = match virtual_sender {
+                Some(v) => {
+                    // The virtual sender, if it waits for the propagator's reply, now
+                    // waits for the receiver's.
+                    if v.state == State::Receiving && v.partner == sender.id {
+                        v.partner = receiver.id;
+                    }
+                    id_as_seen_by(receiver, v)
+                }
+                None => actual,
+            };
+            let user_receiver = !receiver.kernel_ipc;
+            if let Some(u) = receiver.utcb().filter(|_| user_receiver) {
+                if propagated {
+                    u.virtual_sender = actual.raw(); // the ActualSender TCR
+                }
+                if !intended.is_nil() {
+                    u.intended_receiver = intended.raw();
+                }
+            }
             succeed(receiver, from);
             true
         }
@@ -367,6 +409,19 @@ pub fn ipc(t: &mut Tcb, to: ThreadId, from: ThreadId, snd_timeout: u16, rcv_time
             fail(t, IpcErrorCode::NotExist, Phase::Send);
             return;
         }
+        // Redirection: IPC from a confined space to another space goes to its redirector.
+        let sp = t.space();
+        let dest = if sp.confined != 0 && dest.space != t.space && dest.id.raw() != sp.redirector {
+            let Some(r) = thread::lookup(ThreadId(sp.redirector)) else {
+                fail(t, IpcErrorCode::NotExist, Phase::Send);
+                return;
+            };
+            t.intended = dest.id;
+            r
+        } else {
+            t.intended = ThreadId::NIL;
+            dest
+        };
         // Resolve the receive specifier now: a local id becomes the thread's global id.
         let spec = match receive_spec(t, from) {
             Some(s) => s,

@@ -111,6 +111,8 @@ pub struct Tcb {
     pub pending_utcb: u64,
     /// The local id (MR0 address), cached for the fast path; 0 before activation.
     pub local: u64,
+    /// While a redirected send is pending: the receiver it was meant for (NIL otherwise).
+    pub intended: ThreadId,
 }
 
 pub(crate) static SLOTS: KCell<[u64; MAX_THREADS / 64]> = KCell::new([0; MAX_THREADS / 64]);
@@ -277,6 +279,7 @@ pub fn create(id: ThreadId, space: &mut Space, prio: u8) -> Result<&'static mut 
             starting: false,
             pending_utcb: 0,
             local: 0,
+            intended: ThreadId::NIL,
         });
         &mut *tcb_ptr
     };
