@@ -164,9 +164,33 @@ fn transfer(src: &mut Tcb, dst: &mut Tcb, flags: u8) -> Result<(), IpcErrorCode>
         for i in 0..t {
             words[i] = mr(src, u + 1 + i);
         }
-        crate::ipc_items::transfer_items(src, dst, &words[..t], u + 1)?;
+        transfer_typed(src, dst, &words[..t], u + 1)?;
     }
     set_mr(dst, 0, tag.with_flags(flags).raw());
+    Ok(())
+}
+
+/// Typed items: map and grant items go to `ipc_items`, string items to `ipc_string`,
+/// each at its own position in the message.
+fn transfer_typed(src: &mut Tcb, dst: &mut Tcb, words: &[u64], first: usize) -> Result<(), IpcErrorCode> {
+    let mut pos = 0;
+    let mut strings = false;
+    for item in abi::msg::TypedItemReader::new(words) {
+        let item = item.map_err(|_| IpcErrorCode::Overflow)?;
+        let n = item.consumed();
+        match item.item {
+            abi::msg::TypedItem::String(_) => strings = true,
+            _ => crate::ipc_items::transfer_items(src, dst, &words[pos..pos + n], first + pos)?,
+        }
+        pos += n;
+    }
+    if strings {
+        let accepts = dst.kernel_ipc || dst.utcb().is_some_and(|u| abi::msg::Acceptor(u.br(0).unwrap_or(0)).strings());
+        if !accepts {
+            return Err(IpcErrorCode::Overflow);
+        }
+        crate::ipc_string::transfer_strings(src, dst, words, first).map_err(|f| f.code)?;
+    }
     Ok(())
 }
 

@@ -20,6 +20,7 @@ pub mod console;
 pub mod fpu;
 pub mod ipc;
 pub mod ipc_items;
+pub mod ipc_string;
 pub mod kdb;
 pub mod kip;
 pub mod kmem;

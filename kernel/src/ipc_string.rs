@@ -1,0 +1,215 @@
+//! String items: copying bytes from the sender's memory into the receiver's buffers.
+//!
+//! The sender's string items (MRs) name substrings in its space; the receiver's buffer
+//! registers (BR1.., after the acceptor in BR0) name where they may land. Strings are
+//! matched in order; a compound string (flag c) continues in the next item on either
+//! side. The bytes travel page by page through the kernel's direct map, so neither space
+//! has to be current.
+//!
+//! A page missing in the *current* thread's space is requested from its pager with a
+//! page-fault IPC (the thread's own IPC state is kept aside meanwhile), bounded by the
+//! transfer timeout. A page missing in the partner's space ends the transfer with
+//! "transfer timeout in the partner's space" (see docs/ipc.md: resolving it through the
+//! partner's pager is future work).
+
+use abi::error::IpcErrorCode;
+use abi::msg::{StringItemHeader, TypedItem, TypedItemReader};
+
+use crate::arch::layout::{phys_to_virt, USER_END};
+use crate::arch::paging::{self, pte};
+use crate::sched;
+use crate::thread::{State, Tcb};
+
+/// Most substrings gathered for one (compound) string on either side.
+const MAX_PIECES: usize = 64;
+
+/// One contiguous range of user memory.
+#[derive(Clone, Copy, Default)]
+struct Piece {
+    addr: u64,
+    len: u64,
+}
+
+/// A string as a list of pieces.
+struct Gathered {
+    pieces: [Piece; MAX_PIECES],
+    n: usize,
+}
+
+impl Gathered {
+    fn new() -> Self {
+        Self { pieces: [Piece::default(); MAX_PIECES], n: 0 }
+    }
+
+    fn add(&mut self, h: &StringItemHeader, ptrs: &[u64]) -> Result<(), IpcErrorCode> {
+        for &p in ptrs.iter().take(h.substrings as usize) {
+            if self.n == MAX_PIECES {
+                return Err(IpcErrorCode::Overflow);
+            }
+            self.pieces[self.n] = Piece { addr: p, len: h.length };
+            self.n += 1;
+        }
+        Ok(())
+    }
+
+    fn total(&self) -> u64 {
+        self.pieces[..self.n].iter().map(|p| p.len).sum()
+    }
+}
+
+/// Where a transfer of string `index` stopped.
+pub struct Failed {
+    pub code: IpcErrorCode,
+    pub offset: u64,
+}
+
+/// Reads the receiver's buffer strings (BR1..BR32) into a list of strings.
+fn receive_buffers(dst: &mut Tcb, out: &mut [Gathered]) -> usize {
+    let Some(u) = dst.utcb() else { return 0 };
+    let mut words = [0u64; 32];
+    for (i, w) in words.iter_mut().enumerate() {
+        *w = u.br(i + 1).unwrap_or(0);
+    }
+    let mut count = 0;
+    let mut current = Gathered::new();
+    let mut open = false;
+    for item in TypedItemReader::new(&words) {
+        let Ok(item) = item else { break };
+        let TypedItem::String(h) = item.item else { break };
+        if current.add(&h, item.substrings()).is_err() {
+            break;
+        }
+        open = true;
+        if !h.compound {
+            if count == out.len() {
+                break;
+            }
+            out[count] = core::mem::replace(&mut current, Gathered::new());
+            count += 1;
+            open = false;
+        }
+        if !h.more && !h.compound {
+            break;
+        }
+    }
+    if open && count < out.len() {
+        out[count] = current;
+        count += 1;
+    }
+    count
+}
+
+/// Translates `va` in `t`'s space for the access, asking the pager if `t` is the
+/// current thread. Returns the physical address.
+fn page_of(t: &mut Tcb, va: u64, write: bool, current: bool, side: IpcErrorCode) -> Result<u64, IpcErrorCode> {
+    if va >= USER_END {
+        return Err(side);
+    }
+    for _ in 0..2 {
+        if let Some(leaf) = paging::translate(t.space().pml4, va) {
+            let ok = leaf.flags & pte::USER != 0 && (!write || leaf.flags & pte::WRITE != 0);
+            if ok {
+                return Ok(leaf.phys);
+            }
+        }
+        if !current || !fault_in(t, va, write) {
+            return Err(side);
+        }
+    }
+    Err(side)
+}
+
+/// A page-fault IPC for the current thread in the middle of its own IPC.
+fn fault_in(t: &mut Tcb, va: u64, write: bool) -> bool {
+    // Keep the IPC state of the interrupted operation aside.
+    let saved = (t.partner, t.then_receive, t.then_timeout, t.intended, t.kmsg, t.state);
+    let ok = crate::trap::resolve_user_fault(t, va, if write { 2 } else { 0 });
+    t.partner = saved.0;
+    t.then_receive = saved.1;
+    t.then_timeout = saved.2;
+    t.intended = saved.3;
+    t.kmsg = saved.4;
+    t.state = saved.5;
+    if t.state != State::Ready {
+        sched::dequeue(t);
+    }
+    ok
+}
+
+/// Copies `src`'s string (its pieces) into `dst`'s buffer; returns the bytes copied.
+fn copy(src: &mut Tcb, from: &Gathered, dst: &mut Tcb, to: &Gathered, src_is_current: bool) -> Result<u64, Failed> {
+    if from.total() > to.total() {
+        return Err(Failed { code: IpcErrorCode::Overflow, offset: 0 });
+    }
+    let (mut si, mut so) = (0usize, 0u64);
+    let (mut di, mut d_off) = (0usize, 0u64);
+    let mut done = 0u64;
+    let side = |mine: bool| if mine { IpcErrorCode::XferTimeoutCurrent } else { IpcErrorCode::XferTimeoutPartner };
+    while si < from.n {
+        let s = from.pieces[si];
+        if so == s.len {
+            si += 1;
+            so = 0;
+            continue;
+        }
+        let d = to.pieces[di];
+        if d_off == d.len {
+            di += 1;
+            d_off = 0;
+            continue;
+        }
+        let sva = s.addr.wrapping_add(so);
+        let dva = d.addr.wrapping_add(d_off);
+        let n = (s.len - so).min(d.len - d_off).min(4096 - (sva & 0xFFF)).min(4096 - (dva & 0xFFF));
+        let sp = page_of(src, sva, false, src_is_current, side(src_is_current)).map_err(|code| Failed { code, offset: done })?;
+        let dp = page_of(dst, dva, true, !src_is_current, side(!src_is_current)).map_err(|code| Failed { code, offset: done })?;
+        // SAFETY: both physical ranges lie within one present user page each (checked
+        // by `page_of`), reached through the direct map; they may overlap only if both
+        // spaces map the same frame, which `copy` (memmove) tolerates.
+        unsafe { core::ptr::copy(phys_to_virt(sp) as *const u8, phys_to_virt(dp) as *mut u8, n as usize) };
+        so += n;
+        d_off += n;
+        done += n;
+    }
+    Ok(done)
+}
+
+/// Transfers the string items among `words` (the sender's typed words, at MR `first`)
+/// into `dst`'s buffers, and writes the received-string items into `dst`'s MRs.
+pub fn transfer_strings(src: &mut Tcb, dst: &mut Tcb, words: &[u64], first: usize) -> Result<(), Failed> {
+    let current = crate::sched::current().map(|c| c as *mut Tcb);
+    let src_is_current = current == Some(src as *mut Tcb);
+    let mut buffers: [Gathered; 8] = core::array::from_fn(|_| Gathered::new());
+    let nbuf = receive_buffers(dst, &mut buffers);
+    let mut next_buffer = 0;
+    let mut string = Gathered::new();
+    let mut string_start = 0usize;
+    let mut pos = 0usize;
+    for item in TypedItemReader::new(words) {
+        let Ok(item) = item else { return Err(Failed { code: IpcErrorCode::Overflow, offset: 0 }) };
+        let len = item.consumed();
+        if let TypedItem::String(h) = item.item {
+            if string.n == 0 {
+                string_start = pos;
+            }
+            string.add(&h, item.substrings()).map_err(|code| Failed { code, offset: 0 })?;
+            if !h.compound {
+                if next_buffer == nbuf {
+                    return Err(Failed { code: IpcErrorCode::Overflow, offset: 0 });
+                }
+                let copied = copy(src, &string, dst, &buffers[next_buffer], src_is_current)?;
+                // The receiver's MRs describe what arrived: one simple string item with
+                // the length received and the first buffer address.
+                let buf = buffers[next_buffer].pieces[0].addr;
+                let mut head = StringItemHeader::simple(copied);
+                head.more = h.more;
+                crate::ipc::set_mr(dst, first + string_start, head.encode());
+                crate::ipc::set_mr(dst, first + string_start + 1, buf);
+                next_buffer += 1;
+                string = Gathered::new();
+            }
+        }
+        pos += len;
+    }
+    Ok(())
+}
