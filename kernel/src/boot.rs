@@ -357,6 +357,10 @@ fn create_root_server(name: &str, elf: &Elf, id: ThreadId, sigma0: bool, pager: 
     let space = Space::create(name).map_err(|_| "out of kernel memory")?;
     space.privileged = true;
     space.sigma0 = sigma0;
+    if sigma0 {
+        // σ0 owns every I/O port at start, as it owns all memory.
+        crate::ioport::give_all(space).map_err(|_| "out of kernel memory")?;
+    }
     space.utcb_base = ROOT_UTCB_AREA;
     space.utcb_log2 = ROOT_UTCB_LOG2;
     space.kip_base = ROOT_KIP_AREA;

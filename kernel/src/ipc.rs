@@ -172,6 +172,7 @@ fn transfer(src: &mut Tcb, dst: &mut Tcb, flags: u8) -> Result<(), IpcErrorCode>
 
 /// Typed items: map and grant items go to `ipc_items`, string items to `ipc_string`,
 /// each at its own position in the message.
+#[inline(never)]
 fn transfer_typed(src: &mut Tcb, dst: &mut Tcb, words: &[u64], first: usize) -> Result<(), IpcErrorCode> {
     let mut pos = 0;
     let mut strings = false;
@@ -180,6 +181,18 @@ fn transfer_typed(src: &mut Tcb, dst: &mut Tcb, words: &[u64], first: usize) -> 
         let n = item.consumed();
         match item.item {
             abi::msg::TypedItem::String(_) => strings = true,
+            abi::msg::TypedItem::Map(m) | abi::msg::TypedItem::Grant(m) if m.fpage.is_io() => {
+                let accepts = dst.kernel_ipc || dst.utcb().is_some_and(|u| abi::msg::Acceptor(u.br(0).unwrap_or(0)).accepts_maps());
+                if !accepts {
+                    return Err(IpcErrorCode::Overflow);
+                }
+                if let Ok(io) = abi::fpage::IoFpage::try_from(m.fpage) {
+                    crate::ioport::map(src.space(), dst.space(), io, m.grant).map_err(|_| IpcErrorCode::Overflow)?;
+                }
+                for (i, w) in words[pos..pos + n].iter().enumerate() {
+                    set_mr(dst, first + pos + i, *w);
+                }
+            }
             _ => crate::ipc_items::transfer_items(src, dst, &words[pos..pos + n], first + pos)?,
         }
         pos += n;

@@ -20,8 +20,11 @@ use crate::arch::paging::{self, pte};
 use crate::sched;
 use crate::thread::{State, Tcb};
 
-/// Most substrings gathered for one (compound) string on either side.
-const MAX_PIECES: usize = 64;
+/// Most substrings gathered for one (compound) string on either side. (Kernel stacks
+/// are 8 KiB: these lists live on the stack only while strings are copied.)
+const MAX_PIECES: usize = 16;
+/// Most receive-buffer strings looked at.
+const MAX_BUFFERS: usize = 4;
 
 /// One contiguous range of user memory.
 #[derive(Clone, Copy, Default)]
@@ -176,10 +179,11 @@ fn copy(src: &mut Tcb, from: &Gathered, dst: &mut Tcb, to: &Gathered, src_is_cur
 
 /// Transfers the string items among `words` (the sender's typed words, at MR `first`)
 /// into `dst`'s buffers, and writes the received-string items into `dst`'s MRs.
+#[inline(never)]
 pub fn transfer_strings(src: &mut Tcb, dst: &mut Tcb, words: &[u64], first: usize) -> Result<(), Failed> {
     let current = crate::sched::current().map(|c| c as *mut Tcb);
     let src_is_current = current == Some(src as *mut Tcb);
-    let mut buffers: [Gathered; 8] = core::array::from_fn(|_| Gathered::new());
+    let mut buffers: [Gathered; MAX_BUFFERS] = core::array::from_fn(|_| Gathered::new());
     let nbuf = receive_buffers(dst, &mut buffers);
     let mut next_buffer = 0;
     let mut string = Gathered::new();

@@ -21,6 +21,7 @@ pub mod fpu;
 pub mod ipc;
 pub mod ipc_items;
 pub mod ipc_string;
+pub mod ioport;
 pub mod kdb;
 pub mod kip;
 pub mod kmem;

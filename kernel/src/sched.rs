@@ -242,6 +242,7 @@ fn activate(to: &mut Tcb) {
         // SAFETY: every space's PML4 carries the shared kernel half.
         unsafe { crate::arch::paging::write_cr3(cr3) };
     }
+    crate::ioport::activate(space);
     gdt::set_kernel_stack(to.stack_top());
     arch::set_user_segment_bases(to.fs_base, to.utcb_user);
     crate::fpu::switch_to(to);
@@ -323,7 +324,7 @@ pub fn flush_if_current(space: &mut crate::space::Space, va: u64) {
     if crate::arch::paging::read_cr3() & 0x000F_FFFF_FFFF_F000 == space.pml4 {
         crate::arch::paging::invlpg(va);
     } else {
-        space.needs_flush = 1;
+        space.mark_flush();
     }
 }
 

@@ -27,8 +27,15 @@ pub struct Space {
     /// X.2 redirector (raw global thread id; nil = none, ANY = unconfined).
     pub redirector: u64,
     /// Non-zero if a redirector confines the space (its IPC to other spaces is
-    /// redirected; the fast path leaves such IPC to the full path).
+    /// redirected).
     pub confined: u64,
+    /// The IPC fast path leaves IPC *from* this space to another space to the full path
+    /// when non-zero: confined, or owning I/O ports (the TSS bitmap must change).
+    pub slow_as_sender: u64,
+    /// ... and IPC *into* this space from another: stale TLB entries, or I/O ports.
+    pub slow_as_receiver: u64,
+    /// Physical frames of the I/O permission bitmap (0: no ports).
+    pub io_bitmap: [u64; 2],
     /// Physical address of the PML4.
     pub pml4: u64,
     /// Process-context identifier (0 if PCIDs are not in use).
@@ -97,6 +104,9 @@ impl Space {
                 cr3_value: if pcid != 0 { pml4 | pcid as u64 | 1 << 63 } else { pml4 },
                 needs_flush: 1,
                 confined: 0,
+                slow_as_sender: 0,
+                slow_as_receiver: 1,
+                io_bitmap: [0, 0],
                 pml4,
                 pcid,
                 kip_base: 0,
@@ -125,10 +135,24 @@ impl Space {
     pub fn cr3_for_switch(&mut self) -> u64 {
         if self.needs_flush != 0 {
             self.needs_flush = 0;
+            self.update_slow_flags();
             self.cr3_value & !(1 << 63)
         } else {
             self.cr3_value
         }
+    }
+
+    /// Marks the space's TLB entries stale (its next activation flushes).
+    pub fn mark_flush(&mut self) {
+        self.needs_flush = 1;
+        self.update_slow_flags();
+    }
+
+    /// Recomputes the fast path's per-space guards from their causes.
+    pub fn update_slow_flags(&mut self) {
+        let ports = u64::from(self.io_bitmap[0] != 0);
+        self.slow_as_sender = self.confined | ports;
+        self.slow_as_receiver = self.needs_flush | ports;
     }
 
     /// Maps one page of user memory.
@@ -182,6 +206,7 @@ impl Space {
                 page += 4096;
             }
         }
+        crate::ioport::release(self);
         paging::free_user_tables(self.pml4);
         let pml4 = self.pml4;
         let obj = crate::arch::layout::virt_to_phys(self as *mut Space as u64);

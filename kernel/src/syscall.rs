@@ -470,6 +470,7 @@ fn space_control_checked(t: &mut Tcb, a: SpaceControlArgs) -> Result<u64, SysErr
     if !a.redirector.is_nil() {
         space.redirector = redirector.raw();
         space.confined = u64::from(!redirector.is_any());
+        space.update_slow_flags();
     }
     Ok(0)
 }

@@ -312,7 +312,8 @@ pub fn reset_stack(tcb: &mut Tcb) {
     *frame = Frame::default();
     frame.cs = crate::arch::gdt::USER_CS as u64;
     frame.ss = crate::arch::gdt::USER_DS as u64;
-    frame.rflags = 0x202;
+    // IF; with the `tern.x2-compat-io` boot option also IOPL 3 (Pistachio's default).
+    frame.rflags = if crate::ioport::compat_iopl() { 0x3202 } else { 0x202 };
     let sp = top - FRAME_SIZE - 8 - 8 * crate::arch::SWITCH_SAVED_WORDS as u64;
     // SAFETY: the words below the frame are on this thread's own, currently unused stack.
     unsafe {

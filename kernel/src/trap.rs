@@ -49,6 +49,11 @@ fn user_exception(frame: &mut Frame) {
             crate::fpu::device_not_available(t);
             return;
         }
+        vector::GENERAL_PROTECTION => {
+            if io_fault(t) {
+                return;
+            }
+        }
         vector::PAGE_FAULT => {
             let addr = cpu::read_cr2();
             if resolve_user_fault(t, addr, frame.error) {
@@ -62,6 +67,23 @@ fn user_exception(frame: &mut Frame) {
     if !exception_ipc(t, frame.vector, frame.error) {
         report_user_fault(t, frame, 0);
     }
+}
+
+/// A #GP on a port instruction of a thread without the port: the X.2 I/O page fault,
+/// sent to the pager (label −8 << 4 | rw, MR1 = the I/O fpage, MR2 = IP). Returns true if
+/// the pager resolved it (the instruction is retried).
+fn io_fault(t: &mut Tcb) -> bool {
+    let (rip, rdx) = (t.frame().rip, t.frame().rdx);
+    let Some((port, log2)) = crate::ioport::decode(rip, rdx) else { return false };
+    let pager = abi::thread_id::ThreadId(t.utcb().map_or(0, |u| u.pager));
+    if pager.is_nil() || t.kernel_ipc {
+        return false;
+    }
+    let fpage = abi::fpage::IoFpage::new(port & !((1 << log2) - 1), log2, abi::fpage::Rights::RW);
+    t.kmsg[0] = abi::msg::MsgTag::io_page_fault(abi::fpage::Rights::RW).raw();
+    t.kmsg[1] = fpage.raw();
+    t.kmsg[2] = rip;
+    crate::ipc::kernel_call(t, pager, 0, 0) == 0
 }
 
 /// Sends the X.2 exception message (AMD64 register set) to the thread's exception

@@ -51,6 +51,9 @@ pub struct PerCpu {
     pub tsc_mult: u64,
     pub _pad: [u64; 4],
     pub tss: Tss,
+    /// The I/O permission bitmap the TSS points at (when `iomap_base` is in range),
+    /// plus the terminating all-ones byte the processor requires.
+    pub iomap: [u8; 8192 + 1],
 }
 
 /// Offset of `scratch` in [`PerCpu`].
@@ -85,9 +88,26 @@ pub static PERCPU: KCell<PerCpu> = KCell::new(PerCpu {
         ist: [0; 7],
         reserved2: 0,
         reserved3: 0,
-        iomap_base: size_of::<Tss>() as u16,
+        iomap_base: IOMAP_NONE,
     },
+    iomap: [0xFF; 8192 + 1],
 });
+
+/// `iomap_base` beyond the TSS limit: every port access from user mode faults.
+const IOMAP_NONE: u16 = 0xFFFF;
+
+/// Loads a space's port bitmap (two 4 KiB halves) into the TSS, or denies all ports.
+pub fn set_io_bitmap(halves: Option<(&[u8; 4096], &[u8; 4096])>) {
+    let p = PERCPU.get_mut();
+    match halves {
+        None => p.tss.iomap_base = IOMAP_NONE,
+        Some((lo, hi)) => {
+            p.iomap[..4096].copy_from_slice(lo);
+            p.iomap[4096..8192].copy_from_slice(hi);
+            p.tss.iomap_base = size_of::<Tss>() as u16;
+        }
+    }
+}
 
 #[repr(C, align(16))]
 struct IstStacks([[u8; IST_STACK_SIZE]; 3]);
@@ -118,7 +138,9 @@ pub fn init() {
         percpu.tss.ist[i] = s.as_ptr() as u64 + IST_STACK_SIZE as u64;
     }
     let tss_addr = &percpu.tss as *const Tss as u64;
-    let limit = (size_of::<Tss>() - 1) as u64;
+    // The limit covers the TSS and the I/O bitmap with its terminator byte.
+    let limit = (size_of::<Tss>() + 8192 + 1 - 1) as u64;
+    const _: () = assert!(core::mem::offset_of!(PerCpu, iomap) == core::mem::offset_of!(PerCpu, tss) + size_of::<Tss>());
     let gdt = GDT.get_mut();
     gdt[6] = limit & 0xFFFF
         | (tss_addr & 0xFF_FFFF) << 16

@@ -130,9 +130,9 @@ tern_fastpath_load:
     movq {t_space}(%rcx), %rbp
     cmpq %r11, %rbp
     je 3f
-    cmpq $0, {s_confined}(%r11)       /* our space is not confined by a redirector */
+    cmpq $0, {s_slow_tx}(%r11)        /* our space: not confined, no I/O ports */
     jne .Lslow_restore
-    cmpq $0, {s_flush}(%rbp)          /* its TLB entries may be used as they are */
+    cmpq $0, {s_slow_rx}(%rbp)        /* its space: TLB entries usable as they are, no ports */
     jne .Lslow_restore
     movq {s_cr3}(%rbp), %rbp
     movq %rbp, %cr3
@@ -281,8 +281,8 @@ tern_syscall_return:
     t_state = const core::mem::offset_of!(Tcb, state),
     t_fs = const core::mem::offset_of!(Tcb, fs_base),
     t_utcb = const core::mem::offset_of!(Tcb, utcb_user),
-    s_flush = const core::mem::offset_of!(Space, needs_flush),
-    s_confined = const core::mem::offset_of!(Space, confined),
+    s_slow_tx = const core::mem::offset_of!(Space, slow_as_sender),
+    s_slow_rx = const core::mem::offset_of!(Space, slow_as_receiver),
     t_ukern = const core::mem::offset_of!(Tcb, utcb_kernel),
     mr8 = const abi::utcb::UTCB_MR0_OFFSET + 8 * 8,
     s_cr3 = const core::mem::offset_of!(Space, cr3_value),
