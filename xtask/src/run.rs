@@ -51,6 +51,20 @@ pub struct Args {
     /// Boot manifest to use: boot/<NAME>.toml.
     #[arg(long, value_name = "NAME", default_value = "run")]
     pub manifest: String,
+    /// Give every user thread IOPL 3, as L4Ka::Pistachio does by default, so that
+    /// unmodified Pistachio programs can drive the serial port directly (kernel option
+    /// `tern.x2-compat-io`; off by default: ports are granted as I/O fpages).
+    #[arg(long)]
+    pub x2_compat_io: bool,
+}
+
+/// The kernel command line for `args`: `--cmdline` plus the options flags imply.
+fn kernel_cmdline(args: &Args) -> String {
+    let mut words: Vec<&str> = args.cmdline.split_whitespace().collect();
+    if args.x2_compat_io {
+        words.push("tern.x2-compat-io");
+    }
+    words.join(" ")
 }
 
 /// Runs `cargo xtask run`.
@@ -66,7 +80,7 @@ pub fn main(ws: &Workspace, args: Args) -> Result<ExitCode> {
     let config = qemu::Config {
         kernel: ws.kernel_elf(profile),
         initrd: ws.archive_dir().join(format!("{}.cpio", manifest.name)),
-        cmdline: args.cmdline,
+        cmdline: kernel_cmdline(&args),
         accel: args.accel,
         icount: args.icount,
         gdb: args.gdb,
@@ -286,5 +300,19 @@ mod tests {
         let shown = shell_words(&config);
         assert!(shown.starts_with("qemu-system-x86_64 -machine q35"));
         assert!(shown.contains("-append 'a b'"));
+    }
+
+    #[test]
+    fn compat_io_flag_adds_the_kernel_option() {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            run: Args,
+        }
+        let cli = Cli::parse_from(["x", "--cmdline", "kmem=64M", "--x2-compat-io"]);
+        assert_eq!(kernel_cmdline(&cli.run), "kmem=64M tern.x2-compat-io");
+        let cli = Cli::parse_from(["x"]);
+        assert_eq!(kernel_cmdline(&cli.run), "");
     }
 }
