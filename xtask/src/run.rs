@@ -76,11 +76,12 @@ pub fn main(ws: &Workspace, args: Args) -> Result<ExitCode> {
         }
     }
     let profile = Profile::from_release_flag(args.release);
+    let cmdline = kernel_cmdline(&args);
     let overrides = Overrides { sigma0: args.sigma0, root_task: args.root_task };
     let config = qemu::Config {
         kernel: ws.kernel_elf(profile),
         initrd: ws.archive_dir().join(format!("{}.cpio", manifest.name)),
-        cmdline: kernel_cmdline(&args),
+        cmdline,
         accel: args.accel,
         icount: args.icount,
         gdb: args.gdb,
