@@ -220,6 +220,13 @@ fn propagation(sender: &mut Tcb) -> Option<&'static mut Tcb> {
     allowed.then_some(v)
 }
 
+/// Delivers a kernel-made message (interrupts) with no words but the tag to the waiting
+/// `receiver`, from `from`.
+pub fn deliver_kernel_message(receiver: &mut Tcb, tag: u64, from: ThreadId) {
+    set_mr(receiver, 0, tag);
+    succeed(receiver, from);
+}
+
 /// Delivers `sender`'s message to the waiting `receiver`, then releases both as their
 /// states demand. Returns false if the transfer failed (both got the error).
 fn deliver(sender: &mut Tcb, receiver: &mut Tcb) -> bool {
@@ -337,9 +344,13 @@ fn send_phase(t: &mut Tcb, dest: &mut Tcb, snd_timeout: u16) -> bool {
 
 /// The receive phase.
 fn receive_phase(t: &mut Tcb, spec: ThreadId, rcv_timeout: u16) {
-    // A specific sender must exist.
-    if !spec.is_any() && !spec.is_any_local() && thread::lookup(spec).is_none() {
+    // A specific sender must exist (a thread, or an interrupt line this thread handles).
+    let irq = crate::irq::handled_by(t, spec);
+    if !spec.is_any() && !spec.is_any_local() && !irq && thread::lookup(spec).is_none() {
         fail(t, IpcErrorCode::NotExist, Phase::Receive);
+        return;
+    }
+    if (spec.is_any() || irq) && crate::irq::receive_pending(t, spec) {
         return;
     }
     let mut cur = t.send_queue;
@@ -437,7 +448,17 @@ pub fn sys_ipc(t: &mut Tcb) {
 /// Performs an IPC for `t`: send to `to` (unless nil), then receive from `from` (unless
 /// nil). Returns when `t`'s IPC is complete.
 pub fn ipc(t: &mut Tcb, to: ThreadId, from: ThreadId, snd_timeout: u16, rcv_timeout: u16) {
-    if !to.is_nil() {
+    if !to.is_nil() && crate::irq::line_of(to).is_some() {
+        // A message to an interrupt thread acknowledges the interrupt.
+        if let Err((code, phase)) = crate::irq::acknowledge(t, to) {
+            fail(t, code, phase);
+            return;
+        }
+        if from.is_nil() {
+            finish_send_running(t);
+            return;
+        }
+    } else if !to.is_nil() {
         let Some(dest) = resolve(t, to) else {
             fail(t, IpcErrorCode::NotExist, Phase::Send);
             return;
@@ -497,7 +518,7 @@ fn finish_send_running(t: &mut Tcb) {
 
 /// Turns a user receive specifier into the form kept while waiting.
 fn receive_spec(t: &Tcb, from: ThreadId) -> Option<ThreadId> {
-    if from.is_nil() || from.is_any() || from.is_any_local() {
+    if from.is_nil() || from.is_any() || from.is_any_local() || crate::irq::handled_by(t, from) {
         return Some(from);
     }
     resolve(t, from).map(|p| p.id)

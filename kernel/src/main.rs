@@ -22,6 +22,7 @@ pub mod ipc;
 pub mod ipc_items;
 pub mod ipc_string;
 pub mod ioport;
+pub mod irq;
 pub mod kdb;
 pub mod kip;
 pub mod kmem;
@@ -53,6 +54,8 @@ pub extern "C" fn kmain(start_info: u32) -> ! {
     cpu::enable_protections();
     let archive = boot::init_pool_and_images();
     apic::init();
+    let lines = arch::ioapic::init(boot::info().rsdp);
+    kprintln!("interrupts: I/O APIC with {} lines (from the ACPI MADT)", lines);
     arch::syscall::init();
     print_cpu();
     kip::init();

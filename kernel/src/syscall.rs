@@ -207,8 +207,9 @@ fn thread_control(t: &mut Tcb) -> Result<(), SysError> {
         return Err(SysError::InvalidThread);
     }
     if dest.number() < kip::SYSTEM_BASE {
-        // Interrupt threads: attaching handlers arrives with the interrupt issue.
-        return Err(SysError::InvalidThread);
+        // Interrupt threads: the pager is the handler (or the thread itself: detach).
+        let pager = if a.pager.is_local() { ipc::resolve(t, a.pager).map(|p| p.id).ok_or(SysError::InvalidThread)? } else { a.pager };
+        return crate::irq::attach(dest, pager);
     }
     if dest.number() < kip::user_base() || dest.number() as usize >= thread::MAX_THREADS {
         return Err(SysError::InvalidThread);
@@ -239,6 +240,7 @@ fn delete_thread(t: &mut Tcb, dest: ThreadId) -> Result<(), SysError> {
 /// Deletes a thread: ends its IPC, releases its partners, frees its memory and, with the
 /// last thread, its space.
 pub fn destroy(d: &mut Tcb) {
+    crate::irq::thread_deleted(d.id);
     ipc::release_partners(d);
     crate::timeout::remove(d);
     sched::dequeue(d);

@@ -22,9 +22,12 @@ pub fn handle(frame: &mut Frame) {
             sched::timer_tick();
         }
         vector::SPURIOUS => {}
-        v if v >= vector::IRQ_BASE => {
+        v if v >= vector::IRQ_BASE && v < vector::IRQ_BASE + 24 => {
+            crate::irq::fire((v - vector::IRQ_BASE) as u32);
             apic::eoi();
+            crate::sched::preempt_check();
         }
+        v if v >= vector::IRQ_BASE => apic::eoi(),
         _ if frame.from_user() => user_exception(frame),
         _ => kernel_exception(frame),
     }

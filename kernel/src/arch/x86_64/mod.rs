@@ -6,6 +6,7 @@ pub mod apic;
 pub mod boot;
 pub mod cpu;
 pub mod gdt;
+pub mod ioapic;
 pub mod layout;
 pub mod paging;
 pub mod port;
