@@ -16,6 +16,8 @@
 #[path = "arch/x86_64/mod.rs"]
 pub mod arch;
 pub mod boot;
+#[cfg(feature = "invariants")]
+pub mod check;
 pub mod console;
 pub mod fpu;
 pub mod ipc;

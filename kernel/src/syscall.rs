@@ -51,6 +51,8 @@ pub fn dispatch(frame: &mut Frame) {
         Stub::Unmap => unmap(t),
         Stub::Null => {}
     }
+    #[cfg(feature = "invariants")]
+    crate::check::after_syscall();
     sched::preempt_check();
 }
 
