@@ -158,6 +158,15 @@ fn account() {
     if let Some(c) = current() {
         let used = now.saturating_sub(s.dispatched_at);
         c.remaining_us = c.remaining_us.saturating_sub(used);
+        if c.quantum_us != 0 {
+            c.quantum_us = c.quantum_us.saturating_sub(used);
+            if c.quantum_us == 0 {
+                // Total quantum used up: no more processor time until Schedule grants more.
+                c.quantum_expired = true;
+                c.halted = true;
+                c.fast_wait = 0;
+            }
+        }
     }
     s.dispatched_at = now;
 }
@@ -170,7 +179,7 @@ pub fn timer_tick() {
     account();
     crate::timeout::expire(apic::now_us());
     if let Some(c) = current() {
-        if c.remaining_us == 0 {
+        if c.timeslice_us != 0 && c.remaining_us == 0 {
             c.remaining_us = c.timeslice_us;
             rotate(c);
         }
@@ -215,7 +224,8 @@ fn arm_timer() {
         crate::timeout::expire(now);
     }
     let s = SCHED.get_mut();
-    let slice_end = current().map(|c| s.dispatched_at + c.remaining_us.max(1));
+    // A thread with timeslice "never" (0) runs until it blocks or is preempted.
+    let slice_end = current().filter(|c| c.timeslice_us != 0).map(|c| s.dispatched_at + c.remaining_us.max(1));
     let target = match (slice_end, crate::timeout::next_deadline()) {
         (None, None) => 0,
         (Some(a), None) | (None, Some(a)) => a,

@@ -520,21 +520,34 @@ fn schedule_checked(t: &mut Tcb, raw: (u64, u64, u64, u64, u64)) -> Result<(Thre
         }
     }
     let old = (us_to_time(dest.remaining_us) as u64) << 16 | us_to_time(dest.quantum_us) as u64;
-    if let Some(ts) = a.time.timeslice {
-        match ts {
-            Time::Period { us } if us > 0 => {
-                dest.timeslice_us = us;
-                dest.remaining_us = dest.remaining_us.min(us);
-            }
-            Time::Never => dest.timeslice_us = 0,
-            _ => return Err(SysError::InvalidParam),
+    // Check everything before changing anything.
+    let timeslice = match a.time.timeslice {
+        None => None,
+        Some(Time::Period { us }) if us > 0 => Some(us),
+        Some(Time::Never) => Some(0),
+        Some(_) => return Err(SysError::InvalidParam),
+    };
+    let quantum = match a.time.total_quantum {
+        None => None,
+        Some(Time::Period { us }) => Some(us),
+        Some(Time::Never | Time::Zero) => Some(0),
+        Some(_) => return Err(SysError::InvalidParam),
+    };
+    if let Some(us) = timeslice {
+        dest.timeslice_us = us;
+        if us > 0 {
+            dest.remaining_us = dest.remaining_us.min(us);
         }
     }
-    if let Some(q) = a.time.total_quantum {
-        match q {
-            Time::Period { us } => dest.quantum_us = us,
-            Time::Never | Time::Zero => dest.quantum_us = 0,
-            _ => return Err(SysError::InvalidParam),
+    if let Some(us) = quantum {
+        dest.quantum_us = us;
+        if dest.quantum_expired {
+            // A new quantum lets the thread run again.
+            dest.quantum_expired = false;
+            dest.halted = false;
+            if dest.state == State::Ready {
+                sched::enqueue(dest);
+            }
         }
     }
     if let Some(p) = a.priority {

@@ -66,8 +66,11 @@ pub struct Tcb {
     /// Timeslice length and what is left of it, in microseconds.
     pub timeslice_us: u64,
     pub remaining_us: u64,
-    /// Total quantum (0 = unlimited), X.2 Schedule.
+    /// Total quantum left (0 = unlimited), X.2 Schedule.
     pub quantum_us: u64,
+    /// The total quantum ran out: the thread is halted until its scheduler grants a new
+    /// one with Schedule.
+    pub quantum_expired: bool,
     /// Ready-queue links.
     pub next: *mut Tcb,
     pub prev: *mut Tcb,
@@ -256,6 +259,7 @@ pub fn create(id: ThreadId, space: &mut Space, prio: u8) -> Result<&'static mut 
             timeslice_us: crate::sched::DEFAULT_TIMESLICE_US,
             remaining_us: crate::sched::DEFAULT_TIMESLICE_US,
             quantum_us: 0,
+            quantum_expired: false,
             next: core::ptr::null_mut(),
             prev: core::ptr::null_mut(),
             scheduler: ThreadId::NIL,
