@@ -122,11 +122,15 @@ fn page_of(t: &mut Tcb, va: u64, write: bool, current: bool, side: IpcErrorCode)
     Err(side)
 }
 
-/// A page-fault IPC for the current thread in the middle of its own IPC.
+/// A page-fault IPC for the current thread in the middle of its own IPC, bounded by its
+/// transfer timeout (XferTimeouts: the send part while it sends, the receive part while
+/// it receives).
 fn fault_in(t: &mut Tcb, va: u64, write: bool) -> bool {
+    let xfer = abi::time::Timeouts(t.utcb().map_or(0, |u| u.xfer_timeouts));
+    let timeout = if write { xfer.receive() } else { xfer.send() };
     // Keep the IPC state of the interrupted operation aside.
     let saved = (t.partner, t.then_receive, t.then_timeout, t.intended, t.kmsg, t.state);
-    let ok = crate::trap::resolve_user_fault(t, va, if write { 2 } else { 0 });
+    let ok = crate::trap::resolve_user_fault_within(t, va, if write { 2 } else { 0 }, timeout);
     t.partner = saved.0;
     t.then_receive = saved.1;
     t.then_timeout = saved.2;

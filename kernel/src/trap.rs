@@ -155,6 +155,12 @@ pub fn exception_ipc(t: &mut Tcb, vector: u64, error: u64) -> bool {
 /// anyone else's go to its pager as an X.2 page-fault IPC, whose map reply resolves them.
 /// Returns false if nobody can resolve the fault.
 pub fn resolve_user_fault(t: &mut Tcb, addr: u64, error: u64) -> bool {
+    resolve_user_fault_within(t, addr, error, 0)
+}
+
+/// As [`resolve_user_fault`], with `timeout` (an X.2 16-bit time, 0 = never) bounding the
+/// page-fault IPC in both directions (the transfer timeout during string copies).
+pub fn resolve_user_fault_within(t: &mut Tcb, addr: u64, error: u64, timeout: u16) -> bool {
     let space = t.space();
     if addr >= USER_END {
         return false;
@@ -178,7 +184,7 @@ pub fn resolve_user_fault(t: &mut Tcb, addr: u64, error: u64) -> bool {
     t.kmsg[0] = abi::msg::MsgTag::page_fault(rwx).raw();
     t.kmsg[1] = addr;
     t.kmsg[2] = ip;
-    crate::ipc::kernel_call(t, pager, 0, 0) == 0
+    crate::ipc::kernel_call(t, pager, timeout, timeout) == 0
 }
 
 /// Prints a readable report of an unhandled user fault and stops the thread.
