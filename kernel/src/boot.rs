@@ -17,7 +17,7 @@ use bootfmt::pvh::{MemmapEntry, ModlistEntry, StartInfo};
 
 use crate::arch::boot::BOOT_STACK;
 use crate::arch::layout::{image_to_phys, phys_to_virt, KERNEL_VMA, TCB_AREA};
-use crate::arch::paging::{self, pte, PageSize};
+use crate::arch::paging::{self, pte};
 use crate::kmem;
 use crate::space::Space;
 use crate::thread;
@@ -366,15 +366,16 @@ fn create_root_server(name: &str, elf: &Elf, id: ThreadId, sigma0: bool, pager: 
     space.kip_base = ROOT_KIP_AREA;
     space.kip_log2 = 12;
     kip::map_into(space).map_err(|_| "out of kernel memory")?;
-    // Map the image as loaded (virtual = physical for root servers, as kickstart does).
+    if sigma0 {
+        crate::mapping::init(space);
+    }
+    // Map the image as loaded (virtual = physical for root servers, as kickstart does):
+    // σ0's pages are its own roots, the others' are mapped from σ0's.
     for seg in elf.segments().flatten() {
-        let mut va = align_down(seg.vaddr, 4096);
+        let va = align_down(seg.vaddr, 4096);
         let end = align_up(seg.vaddr + seg.memsz, 4096);
-        let delta = seg.paddr.wrapping_sub(seg.vaddr);
-        while va < end {
-            space.map_page(va, va.wrapping_add(delta), PageSize::Size4K, seg.flags.w, seg.flags.x).map_err(|_| "out of kernel memory")?;
-            va += 4096;
-        }
+        let pa = seg.paddr.wrapping_sub(seg.vaddr).wrapping_add(va);
+        crate::mapping::map_boot_image(space, va, pa, end - va, seg.flags.w, seg.flags.x)?;
     }
     let t = thread::create(id, space, 100).map_err(|_| "out of kernel memory")?;
     t.scheduler = scheduler;
@@ -387,46 +388,7 @@ fn create_root_server(name: &str, elf: &Elf, id: ThreadId, sigma0: bool, pager: 
 }
 
 /// Resolves a page fault of σ0 with an idempotent (virtual = physical) mapping, the way
-/// X.2 prescribes: σ0 owns all memory but the kernel's. Uses a 2 MiB page where the
-/// whole page is free of kernel memory, otherwise 4 KiB. The zero page is never mapped.
+/// X.2 prescribes: σ0 owns all memory but the kernel's (see `mapping::sigma0_fault`).
 pub fn sigma0_fault(space: &mut Space, addr: u64) -> bool {
-    let (pool_lo, pool_hi) = kmem::pool_range();
-    // SAFETY: taking addresses of linker symbols.
-    let (kstart, kend) = unsafe { (image_to_phys(&__kernel_start as *const u8 as u64), image_to_phys(&__kernel_end as *const u8 as u64)) };
-    let kernel = |s: u64, e: u64| (s < pool_hi && pool_lo < e) || (s < kend && kstart < e);
-    let big = align_down(addr, 1 << 21);
-    if big != 0 && !kernel(big, big + (1 << 21)) && paging::translate(space.pml4, big).is_none() {
-        let mut empty = true;
-        let mut p = big;
-        while p < big + (1 << 21) {
-            if paging::translate(space.pml4, p).is_some() {
-                empty = false;
-                break;
-            }
-            p += 4096;
-        }
-        if empty {
-            return space.map_page(big, big, PageSize::Size2M, true, true).is_ok();
-        }
-    }
-    let page = align_down(addr, 4096);
-    if page == 0 || kernel(page, page + 4096) {
-        return false;
-    }
-    space.map_page(page, page, PageSize::Size4K, true, true).is_ok()
-}
-
-/// σ0's pages that it has not touched yet still belong to it (idempotently): the source
-/// of a map item from σ0 at `va` is physical `va`, unless that is kernel memory.
-pub fn sigma0_source(va: u64) -> Option<(u64, u64, PageSize)> {
-    let (pool_lo, pool_hi) = kmem::pool_range();
-    let (kstart, kend) = kernel_image_phys();
-    let page = align_down(va, 4096);
-    let kernel = |s: u64, e: u64| (s < pool_hi && pool_lo < e) || (s < kend && kstart < e);
-    if page == 0 || kernel(page, page + 4096) {
-        return None;
-    }
-    let big = align_down(va, 1 << 21);
-    let size = if big != 0 && !kernel(big, big + (1 << 21)) { PageSize::Size2M } else { PageSize::Size4K };
-    Some((va, pte::WRITE, size))
+    crate::mapping::sigma0_fault(space, addr)
 }

@@ -288,6 +288,10 @@ fn wait(t: &mut Tcb, state: State, dl: Deadline) {
         _ => {}
     }
     sched::block(t, state);
+    // While waiting, a partner copying strings may ask us to fault in one of our pages.
+    while t.help_pending {
+        crate::ipc_string::help(t);
+    }
 }
 
 /// Removes `t` from the send queue of `partner`.

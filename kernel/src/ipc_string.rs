@@ -7,10 +7,12 @@
 //! has to be current.
 //!
 //! A page missing in the *current* thread's space is requested from its pager with a
-//! page-fault IPC (the thread's own IPC state is kept aside meanwhile), bounded by the
-//! transfer timeout. A page missing in the partner's space ends the transfer with
-//! "transfer timeout in the partner's space" (see docs/ipc.md: resolving it through the
-//! partner's pager is future work).
+//! page-fault IPC (the thread's own IPC state is kept aside meanwhile), bounded by its
+//! transfer timeout. A page missing in the *partner's* space is resolved by the partner
+//! itself: the copying thread asks it for help and waits (state XferWait); the partner,
+//! blocked in its IPC, runs just long enough to send its own page-fault IPC to its own
+//! pager (bounded by its transfer timeout), wakes the copier and goes back to waiting.
+//! If the page is still missing, the IPC fails with a transfer timeout in that space.
 
 use abi::error::IpcErrorCode;
 use abi::msg::{StringItemHeader, TypedItem, TypedItemReader};
@@ -143,6 +145,58 @@ fn fault_in(t: &mut Tcb, va: u64, write: bool) -> bool {
     ok
 }
 
+/// Asks the blocked `partner` to resolve a page fault at `va` in its own space (through
+/// its own pager, bounded by its transfer timeout), waiting until it has. Returns whether
+/// the page is now there to be used.
+fn partner_fault(me: &mut Tcb, partner: &mut Tcb, va: u64, write: bool) -> bool {
+    if partner.kernel_ipc || !matches!(partner.state, State::Sending | State::Receiving) || partner.help_pending {
+        return false;
+    }
+    partner.help_pending = true;
+    partner.help_addr = va;
+    partner.help_write = write;
+    partner.help_for = me;
+    partner.help_saved_state = partner.state;
+    if partner.fast_wait == crate::thread::FAST_WAIT_BLOCKED_FAST {
+        crate::thread::prepare_help_entry(partner);
+    }
+    partner.fast_wait = 0;
+    partner.state = State::Ready;
+    sched::enqueue(partner);
+    me.help_result = false;
+    sched::block(me, State::XferWait);
+    me.help_result
+}
+
+/// Runs in a blocked thread that a partner asked for help: resolves the fault, wakes the
+/// partner, and goes back to waiting in its IPC.
+pub fn help(t: &mut Tcb) {
+    t.help_pending = false;
+    let ok = fault_in(t, t.help_addr, t.help_write);
+    let asker = t.help_for;
+    t.help_for = core::ptr::null_mut();
+    if !asker.is_null() {
+        // SAFETY: the asking thread waits in XferWait for this answer; a thread in
+        // XferWait is not deleted by anyone else before it runs again (it is the only
+        // party of its IPC that can act).
+        let a = unsafe { &mut *asker };
+        if a.state == State::XferWait {
+            a.help_result = ok;
+            sched::wake(a);
+        }
+    }
+    let state = t.help_saved_state;
+    sched::block(t, state);
+}
+
+/// First code of a fast-blocked thread asked for help (see `thread::prepare_help_entry`).
+pub extern "C" fn help_entry() {
+    let Some(t) = sched::current() else { return };
+    while t.help_pending {
+        help(t);
+    }
+}
+
 /// Copies `src`'s string (its pieces) into `dst`'s buffer; returns the bytes copied.
 fn copy(src: &mut Tcb, from: &Gathered, dst: &mut Tcb, to: &Gathered, src_is_current: bool) -> Result<u64, Failed> {
     if from.total() > to.total() {
@@ -168,8 +222,20 @@ fn copy(src: &mut Tcb, from: &Gathered, dst: &mut Tcb, to: &Gathered, src_is_cur
         let sva = s.addr.wrapping_add(so);
         let dva = d.addr.wrapping_add(d_off);
         let n = (s.len - so).min(d.len - d_off).min(4096 - (sva & 0xFFF)).min(4096 - (dva & 0xFFF));
-        let sp = page_of(src, sva, false, src_is_current, side(src_is_current)).map_err(|code| Failed { code, offset: done })?;
-        let dp = page_of(dst, dva, true, !src_is_current, side(!src_is_current)).map_err(|code| Failed { code, offset: done })?;
+        let sp = match page_of(src, sva, false, src_is_current, side(src_is_current)) {
+            Ok(p) => p,
+            Err(_) if !src_is_current && partner_fault(dst, src, sva, false) => {
+                page_of(src, sva, false, false, side(false)).map_err(|code| Failed { code, offset: done })?
+            }
+            Err(code) => return Err(Failed { code, offset: done }),
+        };
+        let dp = match page_of(dst, dva, true, !src_is_current, side(!src_is_current)) {
+            Ok(p) => p,
+            Err(_) if src_is_current && partner_fault(src, dst, dva, true) => {
+                page_of(dst, dva, true, false, side(false)).map_err(|code| Failed { code, offset: done })?
+            }
+            Err(code) => return Err(Failed { code, offset: done }),
+        };
         // SAFETY: both physical ranges lie within one present user page each (checked
         // by `page_of`), reached through the direct map; they may overlap only if both
         // spaces map the same frame, which `copy` (memmove) tolerates.

@@ -6,7 +6,7 @@ use abi::kip::{self, ClockInfo, Kip, KipBuilder, MemDesc, MemKind, ProcessorDesc
 use crate::arch::layout::{phys_to_virt, USER_END};
 use crate::arch::syscall::{stub_address, Stub};
 use crate::arch::trap::Frame;
-use crate::arch::{apic, paging};
+use crate::arch::apic;
 use crate::kmem::{self, OutOfMemory};
 use crate::space::Space;
 use crate::thread::Tcb;
@@ -71,14 +71,17 @@ pub fn init() {
             n += 1;
         }
     };
-    // Everything physical is shared (device access) unless refined below; later
-    // descriptors override earlier ones.
-    push(MemKind::Shared, 0, false, 0, u64::MAX);
+    // Every physical address σ0 owns is shared (device access) unless refined below;
+    // later descriptors override earlier ones. Nothing is described above the physical
+    // limit: σ0 treats undescribed memory as non-existent.
+    push(MemKind::Shared, 0, false, 0, crate::mapping::phys_limit());
     for &(addr, size, kind) in &info.memmap[..info.memmap_len] {
         if kind != bootfmt::pvh::MemmapEntry::RAM {
             push(MemKind::Arch, kind.min(15) as u8, false, addr, addr.saturating_add(size));
         }
     }
+    // The legacy VGA window and option ROMs stay device memory whatever the map says.
+    push(MemKind::Shared, 0, false, 0xA_0000, 0xF_0000);
     for (s, e) in info.conventional.iter() {
         push(MemKind::Conventional, 0, false, s, e);
     }
@@ -114,9 +117,10 @@ pub fn init() {
     k.boot_info = info.module.0;
 }
 
-/// Maps the KIP read-only at the space's KIP area.
+/// Maps the KIP read-only at the space's KIP area (a kernel page: no mapping operation
+/// ever touches it).
 pub fn map_into(space: &mut Space) -> Result<(), OutOfMemory> {
-    paging::map(space.pml4, space.kip_base, *KIP_FRAME.get(), paging::PageSize::Size4K, paging::pte::USER | paging::pte::NX)
+    crate::mapping::map_kernel_page(space, space.kip_base, *KIP_FRAME.get(), false, false)
 }
 
 /// KernelInterface: `lock; nop` (F0 90) raised #UD. Returns false for any other #UD.

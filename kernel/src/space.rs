@@ -12,7 +12,7 @@
 //!   the space (UTCB pages are kernel memory lent to the user).
 
 use crate::arch::layout::phys_to_virt;
-use crate::arch::paging::{self, pte, PageSize};
+use crate::arch::paging;
 use crate::kmem::{self, OutOfMemory};
 use crate::util::{KCell, Name};
 
@@ -38,6 +38,9 @@ pub struct Space {
     pub io_bitmap: [u64; 2],
     /// Physical address of the PML4.
     pub pml4: u64,
+    /// Physical address of the PML4's shadow (the mapping code's links from page-table
+    /// entries to mapping-database nodes; see `mapping`).
+    pub shadow: u64,
     /// Process-context identifier (0 if PCIDs are not in use).
     pub pcid: u16,
     /// KIP area: base and log2 size (size 0 = not yet initialised by SpaceControl).
@@ -76,15 +79,24 @@ pub fn count() -> usize {
 }
 
 impl Space {
-    /// Creates an empty space. Allocates two frames (the object and the PML4).
+    /// Creates an empty space. Allocates three frames (the object, the PML4 and its
+    /// shadow).
     pub fn create(name: &str) -> Result<&'static mut Space, OutOfMemory> {
         let obj = kmem::alloc_frame()?;
-        let pml4 = match kmem::alloc_frame() {
-            Ok(p) => p,
-            Err(e) => {
-                // SAFETY: `obj` was just allocated and is referenced nowhere.
-                unsafe { kmem::free_frame(obj) };
-                return Err(e);
+        let (pml4, shadow) = match (kmem::alloc_frame(), kmem::alloc_frame()) {
+            (Ok(p), Ok(s)) => (p, s),
+            (p, s) => {
+                // SAFETY: these frames were just allocated and are referenced nowhere.
+                unsafe {
+                    kmem::free_frame(obj);
+                    if let Ok(p) = p {
+                        kmem::free_frame(p);
+                    }
+                    if let Ok(s) = s {
+                        kmem::free_frame(s);
+                    }
+                }
+                return Err(OutOfMemory);
             }
         };
         paging::copy_kernel_half(kernel_pml4(), pml4);
@@ -108,6 +120,7 @@ impl Space {
                 slow_as_receiver: 1,
                 io_bitmap: [0, 0],
                 pml4,
+                shadow,
                 pcid,
                 kip_base: 0,
                 kip_log2: 0,
@@ -155,16 +168,10 @@ impl Space {
         self.slow_as_receiver = self.needs_flush | ports;
     }
 
-    /// Maps one page of user memory.
-    pub fn map_page(&mut self, va: u64, pa: u64, size: PageSize, writable: bool, executable: bool) -> Result<(), OutOfMemory> {
-        let mut flags = pte::USER;
-        if writable {
-            flags |= pte::WRITE;
-        }
-        if !executable {
-            flags |= pte::NX;
-        }
-        paging::map(self.pml4, va, pa, size, flags)
+    /// Enters one 4 KiB kernel page (a UTCB page) at user address `va`: kernel memory
+    /// lent to the user, outside the mapping database.
+    pub fn map_page(&mut self, va: u64, pa: u64, writable: bool, executable: bool) -> Result<(), OutOfMemory> {
+        crate::mapping::map_kernel_page(self, va, pa, writable, executable)
     }
 
     /// Whether `[addr, addr+len)` lies inside the UTCB area.
@@ -179,7 +186,7 @@ impl Space {
             return Ok(phys_to_virt(leaf.phys & !0xFFF));
         }
         let frame = kmem::alloc_frame()?;
-        if let Err(e) = self.map_page(page, frame, PageSize::Size4K, true, false) {
+        if let Err(e) = self.map_page(page, frame, true, false) {
             // SAFETY: the frame was never mapped.
             unsafe { kmem::free_frame(frame) };
             return Err(e);
@@ -187,8 +194,8 @@ impl Space {
         Ok(phys_to_virt(frame))
     }
 
-    /// Destroys the space: frees UTCB pages, page tables and the object itself. Other
-    /// user mappings are not kernel memory and are simply dropped.
+    /// Destroys the space: frees UTCB pages, flushes its mappings (with everything
+    /// derived from them), frees page tables and the object itself.
     ///
     /// # Safety
     /// No thread may refer to the space any more and it must not be the current CR3.
@@ -207,12 +214,13 @@ impl Space {
             }
         }
         crate::ioport::release(self);
-        paging::free_user_tables(self.pml4);
-        let pml4 = self.pml4;
+        crate::mapping::release_space(self);
+        let (pml4, shadow) = (self.pml4, self.shadow);
         let obj = crate::arch::layout::virt_to_phys(self as *mut Space as u64);
-        // SAFETY: both frames belong to this space, which nobody references any more.
+        // SAFETY: the three frames belong to this space, which nobody references any more.
         unsafe {
             kmem::free_frame(pml4);
+            kmem::free_frame(shadow);
             kmem::free_frame(obj);
         }
         *SPACES.get_mut() -= 1;

@@ -566,6 +566,7 @@ fn thread_state(d: &Tcb) -> ThreadState {
         State::Sending => ThreadState::PendingSend,
         State::Receiving => ThreadState::Waiting,
         State::Inactive | State::Faulted => ThreadState::Inactive,
+        State::XferWait => ThreadState::Running,
     }
 }
 

@@ -44,6 +44,9 @@ pub enum State {
     Receiving = 3,
     /// Stopped after an unhandled fault (reported on the console).
     Faulted = 4,
+    /// In the middle of an IPC, waiting for its partner to resolve a page fault in the
+    /// partner's own space (string copy).
+    XferWait = 5,
 }
 
 /// A thread control block.
@@ -116,6 +119,15 @@ pub struct Tcb {
     pub local: u64,
     /// While a redirected send is pending: the receiver it was meant for (NIL otherwise).
     pub intended: ThreadId,
+    /// A partner asked this (blocked) thread to resolve a page fault in its own space:
+    /// the address, the access, the asking thread, and the state to return to.
+    pub help_pending: bool,
+    pub help_addr: u64,
+    pub help_write: bool,
+    pub help_for: *mut Tcb,
+    pub help_saved_state: State,
+    /// Outcome of such a request, for the asking thread.
+    pub help_result: bool,
 }
 
 pub(crate) static SLOTS: KCell<[u64; MAX_THREADS / 64]> = KCell::new([0; MAX_THREADS / 64]);
@@ -284,6 +296,12 @@ pub fn create(id: ThreadId, space: &mut Space, prio: u8) -> Result<&'static mut 
             pending_utcb: 0,
             local: 0,
             intended: ThreadId::NIL,
+            help_pending: false,
+            help_addr: 0,
+            help_write: false,
+            help_for: core::ptr::null_mut(),
+            help_saved_state: State::Inactive,
+            help_result: false,
         });
         &mut *tcb_ptr
     };
@@ -305,6 +323,17 @@ pub fn prepare_syscall_return(t: &mut Tcb) {
     // SAFETY: the words below the frame belong to this thread's stack, which holds no
     // live data while the thread waits after the fast path.
     unsafe { *(ret as *mut u64) = crate::arch::syscall::syscall_return_address() };
+    t.kernel_sp = ret - 8 * crate::arch::SWITCH_SAVED_WORDS as u64;
+}
+
+/// Prepares the kernel stack of a thread blocked by the fast path so that it first runs
+/// `ipc_string::help_entry` (to serve a partner's page-fault request) and then leaves
+/// through the system-call exit path.
+pub fn prepare_help_entry(t: &mut Tcb) {
+    let top = t.stack_top();
+    let ret = top - FRAME_SIZE - 8;
+    // SAFETY: as in `prepare_syscall_return`.
+    unsafe { *(ret as *mut u64) = crate::arch::help_entry as *const () as u64 };
     t.kernel_sp = ret - 8 * crate::arch::SWITCH_SAVED_WORDS as u64;
 }
 

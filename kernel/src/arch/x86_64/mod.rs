@@ -56,7 +56,25 @@ tern_thread_entry:
     options(att_syntax)
 );
 
+global_asm!(
+    r#"
+    .section .text
+    .p2align 4
+    /* A fast-blocked thread asked to serve its partner's page fault: RSP points at its
+     * user frame; afterwards it leaves like any system call. */
+    .global tern_help_entry
+tern_help_entry:
+    call {help}
+    jmp tern_syscall_return
+"#,
+    help = sym crate::ipc_string::help_entry,
+    options(att_syntax)
+);
+
 extern "C" {
+    #[link_name = "tern_help_entry"]
+    /// Entry of a fast-blocked thread serving a partner's fault (see `ipc_string`).
+    pub fn help_entry();
     #[link_name = "tern_thread_entry"]
     /// Entry point of a new thread's kernel stack (see `thread::reset_stack`).
     pub fn thread_entry();
