@@ -114,8 +114,17 @@ fn accepts(receiver: &Tcb, spec: ThreadId, sender: &Tcb) -> bool {
 
 /// Completes `t`'s IPC with an error and makes it runnable.
 pub fn fail(t: &mut Tcb, code: IpcErrorCode, phase: Phase) {
+    fail_at(t, code, phase, 0);
+}
+
+/// As [`fail`], with the number of bytes transferred before the error (codes ≥ 4).
+pub fn fail_at(t: &mut Tcb, code: IpcErrorCode, phase: Phase, offset: u64) {
     timeout::remove(t);
-    let err = IpcError::new(code, phase).encode();
+    let mut e = IpcError::new(code, phase);
+    if code.has_offset() {
+        e.offset = offset.min(abi::error::IPC_MAX_OFFSET);
+    }
+    let err = e.encode();
     if t.kernel_ipc {
         t.kmsg_error = err;
     } else {
@@ -149,11 +158,11 @@ fn succeed(t: &mut Tcb, from: ThreadId) {
 
 /// Copies the message of `src` to `dst`. `flags` are the tag flags the receiver gets
 /// (p and r; x and e are always clear on delivery). Returns the error code on failure.
-fn transfer(src: &mut Tcb, dst: &mut Tcb, flags: u8) -> Result<(), IpcErrorCode> {
+fn transfer(src: &mut Tcb, dst: &mut Tcb, flags: u8) -> Result<(), (IpcErrorCode, u64)> {
     let tag = MsgTag(mr(src, 0));
     let (u, t) = (tag.untyped() as usize, tag.typed() as usize);
     if u + t >= MRS {
-        return Err(IpcErrorCode::Overflow);
+        return Err((IpcErrorCode::Overflow, 0));
     }
     for i in 1..=u {
         let v = mr(src, i);
@@ -173,14 +182,26 @@ fn transfer(src: &mut Tcb, dst: &mut Tcb, flags: u8) -> Result<(), IpcErrorCode>
 /// Typed items: map and grant items go to `ipc_items`, string items to `ipc_string`,
 /// each at its own position in the message.
 #[inline(never)]
-fn transfer_typed(src: &mut Tcb, dst: &mut Tcb, words: &[u64], first: usize) -> Result<(), IpcErrorCode> {
+fn transfer_typed(src: &mut Tcb, dst: &mut Tcb, words: &[u64], first: usize) -> Result<(), (IpcErrorCode, u64)> {
+    transfer_typed_inner(src, dst, words, first).map_err(|c| (c, 0))?;
+    let has_strings = abi::msg::TypedItemReader::new(words).flatten().any(|i| matches!(i.item, abi::msg::TypedItem::String(_)));
+    if has_strings {
+        let accepts = dst.kernel_ipc || dst.utcb().is_some_and(|u| abi::msg::Acceptor(u.br(0).unwrap_or(0)).strings());
+        if !accepts {
+            return Err((IpcErrorCode::Overflow, 0));
+        }
+        crate::ipc_string::transfer_strings(src, dst, words, first).map_err(|f| (f.code, f.offset))?;
+    }
+    Ok(())
+}
+
+fn transfer_typed_inner(src: &mut Tcb, dst: &mut Tcb, words: &[u64], first: usize) -> Result<(), IpcErrorCode> {
     let mut pos = 0;
-    let mut strings = false;
     for item in abi::msg::TypedItemReader::new(words) {
         let item = item.map_err(|_| IpcErrorCode::Overflow)?;
         let n = item.consumed();
         match item.item {
-            abi::msg::TypedItem::String(_) => strings = true,
+            abi::msg::TypedItem::String(_) => {}
             abi::msg::TypedItem::Map(m) | abi::msg::TypedItem::Grant(m) if m.fpage.is_io() => {
                 let accepts = dst.kernel_ipc || dst.utcb().is_some_and(|u| abi::msg::Acceptor(u.br(0).unwrap_or(0)).accepts_maps());
                 if !accepts {
@@ -196,13 +217,6 @@ fn transfer_typed(src: &mut Tcb, dst: &mut Tcb, words: &[u64], first: usize) -> 
             _ => crate::ipc_items::transfer_items(src, dst, &words[pos..pos + n], first + pos)?,
         }
         pos += n;
-    }
-    if strings {
-        let accepts = dst.kernel_ipc || dst.utcb().is_some_and(|u| abi::msg::Acceptor(u.br(0).unwrap_or(0)).strings());
-        if !accepts {
-            return Err(IpcErrorCode::Overflow);
-        }
-        crate::ipc_string::transfer_strings(src, dst, words, first).map_err(|f| f.code)?;
     }
     Ok(())
 }
@@ -227,9 +241,10 @@ pub fn deliver_kernel_message(receiver: &mut Tcb, tag: u64, from: ThreadId) {
     succeed(receiver, from);
 }
 
-/// Delivers `sender`'s message to the waiting `receiver`, then releases both as their
-/// states demand. Returns false if the transfer failed (both got the error).
-fn deliver(sender: &mut Tcb, receiver: &mut Tcb) -> bool {
+/// Delivers `sender`'s message to the waiting `receiver`. On failure the receiver got
+/// the error, and the sender's is returned (the caller reports it): the same code and
+/// offset, with "current" and "partner" space swapped for the other side.
+fn deliver(sender: &mut Tcb, receiver: &mut Tcb) -> Result<(), (IpcErrorCode, u64)> {
     let virtual_sender = propagation(sender);
     let mut flags = 0u8;
     if virtual_sender.is_some() {
@@ -264,12 +279,24 @@ fn deliver(sender: &mut Tcb, receiver: &mut Tcb) -> bool {
                 }
             }
             succeed(receiver, from);
-            true
+            Ok(())
         }
-        Err(code) => {
-            fail(receiver, code, Phase::Receive);
-            false
+        Err((code, offset)) => {
+            // `code` is from the copying (current) thread's point of view.
+            let current_is_receiver = crate::sched::current().is_some_and(|c| core::ptr::eq(c, receiver));
+            let (for_receiver, for_sender) = if current_is_receiver { (code, swap_side(code)) } else { (swap_side(code), code) };
+            fail_at(receiver, for_receiver, Phase::Receive, offset);
+            Err((for_sender, offset))
         }
+    }
+}
+
+/// Transfer timeouts name a space relative to the thread that sees the error.
+fn swap_side(code: IpcErrorCode) -> IpcErrorCode {
+    match code {
+        IpcErrorCode::XferTimeoutCurrent => IpcErrorCode::XferTimeoutPartner,
+        IpcErrorCode::XferTimeoutPartner => IpcErrorCode::XferTimeoutCurrent,
+        c => c,
     }
 }
 
@@ -327,8 +354,8 @@ fn enqueue_sender(t: &mut Tcb, dest: &mut Tcb) {
 /// The send phase: returns false if the IPC ended (error reported into `t`).
 fn send_phase(t: &mut Tcb, dest: &mut Tcb, snd_timeout: u16) -> bool {
     if dest.state == State::Receiving && !dest.halted && accepts(dest, dest.partner, t) {
-        if !deliver(t, dest) {
-            fail(t, IpcErrorCode::Overflow, Phase::Send);
+        if let Err((code, offset)) = deliver(t, dest) {
+            fail_at(t, code, Phase::Send, offset);
             return false;
         }
         return true;
@@ -363,9 +390,8 @@ fn receive_phase(t: &mut Tcb, spec: ThreadId, rcv_timeout: u16) {
         let s = unsafe { &mut *cur };
         if accepts(t, spec, s) {
             unqueue_from(t, s);
-            let ok = deliver(s, t);
-            if !ok {
-                fail(s, IpcErrorCode::Overflow, Phase::Send);
+            if let Err((code, offset)) = deliver(s, t) {
+                fail_at(s, code, Phase::Send, offset);
                 return;
             }
             continue_sender(s, t);
