@@ -114,11 +114,21 @@ pub fn init() {
     write(reg::TIMER_DIV, 0b1011); // divide by 1
     write(reg::LVT_TIMER, (1 << 16) | vector::TIMER as u32);
     write(reg::TIMER_INIT, u32::MAX);
-    let (tsc, timer) = pit_measure(10);
+    // Three 20 ms measurements, the median of each rate (the first run also warms up
+    // emulators, whose timing of the very first pass is unreliable).
+    let mut runs = [(0u64, 0u64); 3];
+    for r in runs.iter_mut() {
+        write(reg::TIMER_INIT, u32::MAX);
+        *r = pit_measure(20);
+    }
     write(reg::TIMER_INIT, 0);
+    let mut tsc = runs.map(|r| r.0);
+    let mut timer = runs.map(|r| r.1);
+    tsc.sort_unstable();
+    timer.sort_unstable();
     let a = APIC.get_mut();
-    a.tsc_khz = (tsc / 10).max(1);
-    a.timer_per_us_1024 = (timer * 1024 / 10_000).max(1);
+    a.tsc_khz = (tsc[1] / 20).max(1);
+    a.timer_per_us_1024 = (timer[1] * 1024 / 20_000).max(1);
     write(reg::LVT_TIMER, vector::TIMER as u32);
 }
 
