@@ -1,7 +1,7 @@
 //! `cargo xtask`: the single entry point for building, booting and testing Tern.
 //!
-//! Every command lives in its own module (`build`, `run`, `test`, `symbolize`; later
-//! `bench`, `fuzz`, `soak`) and exposes an `Args` struct (its command-line options,
+//! Every command lives in its own module (`build`, `run`, `test`, `symbolize`, `bench`;
+//! later `fuzz`, `soak`) and exposes an `Args` struct (its command-line options,
 //! documented for `--help`) and a `main(&Workspace, Args) -> Result<ExitCode>` function.
 //! The modules underneath them do one thing each and keep their pure parts unit-tested:
 //!
@@ -19,6 +19,7 @@
 #![forbid(unsafe_code)]
 #![forbid(unsafe_op_in_unsafe_fn)]
 
+mod bench;
 mod build;
 mod image;
 mod log;
@@ -72,6 +73,18 @@ enum Command {
     /// Uses the kernel and program ELFs already built for the manifest (nothing is rebuilt);
     /// reads the log from FILE or standard input and prints it symbolized.
     Symbolize(symbolize::Args),
+    /// Measure Tern's system calls, IPC, faults, mappings and interrupts in exact instructions.
+    ///
+    /// Boots the release build of boot/bench.toml (root task: user/pingpong) under QEMU TCG
+    /// with -icount shift=0,align=off,sleep=off, where the TSC advances once per guest
+    /// instruction: every figure is an exact instruction count, and every boot must report
+    /// the same. Each configuration is booted --runs times (default 2); the kernel is also
+    /// booted with `tern.syscall-floor` for syscall_floor. Writes target/bench/results.json
+    /// (flat metrics + "meta"), target/bench/table.md and the plot
+    /// target/bench/ipc_rt.{svg,png} (IPC round trip against message size), and prints the
+    /// table. `--compare linux` also boots Debian's stock kernel with a static benchmark as
+    /// /init (futex, pipe, getppid, page faults) and adds Tern/Linux ratios.
+    Bench(bench::Args),
 }
 
 fn main() -> ExitCode {
@@ -81,6 +94,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run::main(&ws, args),
         Command::Test(args) => test::main(&ws, args),
         Command::Symbolize(args) => symbolize::main(&ws, args),
+        Command::Bench(args) => bench::main(&ws, args),
     });
     match result {
         Ok(code) => code,

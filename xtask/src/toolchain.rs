@@ -221,8 +221,24 @@ fn run_streaming(cmd: &mut Command) -> Result<()> {
     Ok(())
 }
 
+/// Installs Debian `packages` (as root: apt-get update, then install), or fails with the
+/// command to run (otherwise). Used for what only one command needs (the plot's font).
+pub fn install_packages(packages: &[&'static str]) -> Result<()> {
+    let missing = Missing { packages: packages.to_vec(), items: Vec::new() };
+    if !is_root() {
+        bail!("install {} with:\n  {}", packages.join(" "), missing.sudo_command());
+    }
+    eprintln!("xtask: installing {} with apt-get", packages.join(" "));
+    run_streaming(Command::new("apt-get").arg("update"))?;
+    run_streaming(
+        Command::new("apt-get")
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .args(missing.install_args()),
+    )
+}
+
 /// Whether this process runs as root.
-fn is_root() -> bool {
+pub fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|status| uid_from_proc_status(&status))
