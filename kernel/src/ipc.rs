@@ -164,9 +164,12 @@ fn transfer(src: &mut Tcb, dst: &mut Tcb, flags: u8) -> Result<(), (IpcErrorCode
     if u + t >= MRS {
         return Err((IpcErrorCode::Overflow, 0));
     }
-    for i in 1..=u {
+    for i in 1..=u.min(7) {
         let v = mr(src, i);
         set_mr(dst, i, v);
+    }
+    if u >= 8 {
+        copy_utcb_words(src, dst, 8, u);
     }
     if t > 0 {
         let mut words = [0u64; MRS];
@@ -177,6 +180,25 @@ fn transfer(src: &mut Tcb, dst: &mut Tcb, flags: u8) -> Result<(), (IpcErrorCode
     }
     set_mr(dst, 0, tag.with_flags(flags).raw());
     Ok(())
+}
+
+/// Copies MR`first`..=MR`last` (all in UTCBs, or kernel buffers) from `src` to `dst`.
+fn copy_utcb_words(src: &mut Tcb, dst: &mut Tcb, first: usize, last: usize) {
+    if src.kernel_ipc || dst.kernel_ipc || src.utcb_kernel == 0 || dst.utcb_kernel == 0 {
+        for i in first..=last {
+            let v = mr(src, i);
+            set_mr(dst, i, v);
+        }
+        return;
+    }
+    // SAFETY: both UTCBs are live kernel-mapped UTCB pages of two different threads
+    // (a thread never sends to itself through a waiting receive), so the slices do not
+    // overlap; indices are below MRS (checked by the caller: u + t < 64).
+    unsafe {
+        let s = (src.utcb_kernel as *const abi::utcb::Utcb).cast::<u8>().add(core::mem::offset_of!(abi::utcb::Utcb, mr)) as *const u64;
+        let d = (dst.utcb_kernel as *mut abi::utcb::Utcb).cast::<u8>().add(core::mem::offset_of!(abi::utcb::Utcb, mr)) as *mut u64;
+        core::ptr::copy_nonoverlapping(s.add(first), d.add(first), last + 1 - first);
+    }
 }
 
 /// Typed items: map and grant items go to `ipc_items`, string items to `ipc_string`,
