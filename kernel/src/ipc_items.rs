@@ -15,15 +15,15 @@
 //!
 //! What follows — clipping to the user area, keeping the receiver's KIP and UTCB areas
 //! out, the derivation tree and the page tables — is `mapping::transfer`'s business.
-//! IO fpages (x86 port ranges) travel in the same items; the kernel side of IO spaces
-//! does not exist yet, so they transfer nothing.
+//! Items carrying I/O fpages (x86 port ranges) are taken by `ipc` to `ioport` before
+//! they reach this module; should one arrive here, it transfers nothing.
 
 use abi::error::IpcErrorCode;
 use abi::fpage::Fpage;
 use abi::msg::{Acceptor, MapItem, TypedItem, TypedItemReader};
+use mapdb::SpaceId;
 
 use crate::ipc::set_mr;
-use crate::space::Space;
 use crate::thread::Tcb;
 
 /// Transfers the typed items `words` (MR `first`..) from `src` to `dst`.
@@ -36,7 +36,8 @@ pub fn transfer_items(src: &mut Tcb, dst: &mut Tcb, words: &[u64], first: usize)
                 if !acceptor.accepts_maps() {
                     return Err(IpcErrorCode::Overflow);
                 }
-                map_item(src.space(), dst.space(), m, acceptor.window());
+                let (from, to) = (crate::mapping::id_of(src.space()), crate::mapping::id_of(dst.space()));
+                map_item(from, to, m, acceptor.window());
             }
             TypedItem::String(_) | TypedItem::CtrlXfer(_) => return Err(IpcErrorCode::Overflow),
         }
@@ -80,8 +81,8 @@ fn place(fpage: Fpage, snd_base: u64, window: Fpage) -> Option<Placement> {
     })
 }
 
-/// Maps (or grants) the item's fpage of `from` into `window` of `to`.
-fn map_item(from: &Space, to: &Space, item: MapItem, window: Fpage) {
+/// Maps (or grants) the item's fpage of space `from` into `window` of space `to`.
+fn map_item(from: SpaceId, to: SpaceId, item: MapItem, window: Fpage) {
     if let Some(p) = place(item.fpage, item.snd_base, window) {
         crate::mapping::transfer(from, to, p.src, p.log2, p.dst, item.fpage.rights(), item.grant);
     }

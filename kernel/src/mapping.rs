@@ -36,7 +36,7 @@
 mod ptab;
 mod slab;
 
-use abi::fpage::Fpage;
+use abi::fpage::{Fpage, IoFpage};
 use mapdb::{Config, Mdb, PageSize, Region, Rights, SpaceId, Store};
 
 use crate::arch::layout::{virt_to_phys, USER_END};
@@ -228,32 +228,31 @@ fn without(lo: u64, hi: u64, holes: &mut [(u64, u64); 2]) -> [(u64, u64); 3] {
 }
 
 /// A map (or, with `grant`, grant) item after X.2's window matching: the `2^log2` bytes at
-/// `src` in `from` go to `dst` in `to` with at most `rights`. `src` and `dst` are aligned
-/// to the size (`log2` up to 64 for the complete space). What lies outside the user area,
-/// or over the receiver's KIP or UTCB area, is not transferred; nothing is transferred
-/// into a space whose areas are not set yet. Running out of kernel memory stops the
-/// transfer where it was (X.2 has no error for it).
-pub fn transfer(from: &Space, to: &Space, src: u64, log2: u8, dst: u64, r: abi::fpage::Rights, grant: bool) {
+/// `src` in space `from` go to `dst` in space `to` with at most `rights`. `src` and `dst`
+/// are aligned to the size (`log2` up to 64 for the complete space). What lies outside the
+/// user area, or over the receiver's KIP or UTCB area, is not transferred; nothing is
+/// transferred into a space whose areas are not set yet. Running out of kernel memory
+/// stops the transfer where it was (X.2 has no error for it).
+///
+/// The spaces are named by id (see [`id_of`]), not by reference: the operation changes
+/// their page tables and TLB state.
+pub fn transfer(from: SpaceId, to: SpaceId, src: u64, log2: u8, dst: u64, r: abi::fpage::Rights, grant: bool) {
     let Some(db) = db() else { return };
     let rights = rights(r);
-    if log2 < Region::MIN_LOG2 || src >= USER_END || dst >= USER_END || !to.initialised() || rights.is_empty() {
+    let Some(mut holes) = ptab::areas(to) else { return };
+    if log2 < Region::MIN_LOG2 || src >= USER_END || dst >= USER_END || rights.is_empty() {
         return;
     }
     let size = 1u64 << log2.min(47);
-    let (fid, tid) = (id_of(from), id_of(to));
     let s0 = db.config().sigma0;
-    let mut holes = [
-        (to.kip_base, to.kip_base + (1u64 << to.kip_log2)),
-        (to.utcb_base, to.utcb_base + (1u64 << to.utcb_log2)),
-    ];
     'pieces: for (a, b) in without(dst, dst + size, &mut holes) {
         for (o, k) in (Blocks { a, b }) {
             let s = src + (o - dst);
-            if fid == s0 && ensure_roots(db, s, s + (1u64 << k)).is_err() {
+            if from == s0 && ensure_roots(db, s, s + (1u64 << k)).is_err() {
                 break 'pieces;
             }
             let Ok(region) = Region::new(s, k) else { break 'pieces };
-            let r = if grant { db.grant(fid, region, tid, o, rights) } else { db.map(fid, region, tid, o, rights) };
+            let r = if grant { db.grant(from, region, to, o, rights) } else { db.map(from, region, to, o, rights) };
             if r.is_err() {
                 break 'pieces;
             }
@@ -310,15 +309,22 @@ pub fn map_boot_image(space: &Space, vaddr: u64, paddr: u64, len: u64, w: bool, 
 /// rights are revoked from every mapping derived from the caller's mappings in it
 /// (recursively), with the flush bit also from the caller's own; each MR comes back as
 /// the fpage with the accessed status (R referenced, W written, X executed) in its rights
-/// field. IO fpages are left for the IO-space code (their status reads as nothing).
+/// field. An I/O fpage with the flush bit takes those ports from the caller's own space
+/// (`ioport`; ports are not in the mapping database); its status reads as nothing.
 pub fn unmap_syscall(t: &mut Tcb) {
     let control = abi::syscall::UnmapControl::from_raw(t.frame().rdx);
     let id = id_of(t.space());
     for i in 0..control.count() {
         let raw = ipc::mr(t, i);
-        let status = match Fpage(raw).try_validate() {
+        let fpage = Fpage(raw);
+        let status = match fpage.try_validate() {
             Ok(v) => unmap_one(id, v, control.flush()),
-            Err(_) => Rights::NONE,
+            Err(_) => {
+                if let (true, Ok(io)) = (control.flush(), IoFpage::try_from(fpage)) {
+                    crate::ioport::unmap_own(t.space(), io);
+                }
+                Rights::NONE
+            }
         };
         ipc::set_mr(t, i, (raw & !0xF) | status.bits() as u64);
     }
@@ -335,7 +341,13 @@ fn unmap_one(id: SpaceId, v: abi::fpage::ValidFpage, flush: bool) -> Rights {
     }
     // An fpage reaching beyond the user area starts at 0 (it is aligned): clip it.
     let Ok(region) = Region::new(base, v.log2size().min(47)) else { return Rights::NONE };
-    match db.unmap(id, region, rights(v.rights()), flush) {
+    // x86 cannot keep a present page unreadable: revoking R revokes everything, so that
+    // an unmap is never weaker than asked.
+    let mut revoke = rights(v.rights());
+    if revoke.contains(Rights::R) {
+        revoke = Rights::ALL;
+    }
+    match db.unmap(id, region, revoke, flush) {
         Ok(status) => status,
         Err(mapdb::Error::OutOfMemory { accessed, .. }) => accessed,
         Err(_) => Rights::NONE,

@@ -15,6 +15,9 @@
 //! cmdline = ""             # kernel command line (QEMU -append)
 //! expect = "suite"         # "suite" | "panic" | "panic:<text>"
 //! roottask = "pkg"          # optional: boot this package as the root task instead
+//! args = "k=v k2=v2"       # optional: arguments embedded in the root task's image
+//!                          # (its `.tern_args` section, see xtask/src/fuzz.rs)
+//! features = ["invariants"] # optional: boot a kernel built with these cargo features
 //! require = ["a", "b"]     # optional: texts the symbolized log must contain, in this
 //!                          # order; each is one more check
 //! ```
@@ -73,6 +76,10 @@ struct RawScenario {
     require: Vec<String>,
     #[serde(default)]
     roottask: Option<String>,
+    #[serde(default)]
+    args: Option<String>,
+    #[serde(default)]
+    features: Vec<String>,
 }
 
 /// One program in the boot archive.
@@ -147,6 +154,10 @@ pub struct Scenario {
     /// A cargo package booted as the root task in this scenario instead of the
     /// manifest's `[roottask]`.
     pub roottask: Option<String>,
+    /// Arguments embedded in the root task's image (printable ASCII).
+    pub args: Option<String>,
+    /// Cargo features of the kernel this scenario boots (empty: the plain kernel).
+    pub features: Vec<String>,
 }
 
 /// A checked boot manifest.
@@ -264,7 +275,23 @@ fn check_scenario(raw: RawScenario, names: &mut BTreeSet<String>) -> Result<Scen
             bail!("roottask names no package");
         }
     }
-    Ok(Scenario { name: raw.name, cmdline: raw.cmdline, expect, require: raw.require, roottask: raw.roottask })
+    if let Some(args) = &raw.args {
+        if !args.bytes().all(|b| (0x20..0x7F).contains(&b)) {
+            bail!("args may hold printable ASCII only");
+        }
+    }
+    for feature in &raw.features {
+        check_package_name(feature).with_context(|| format!("kernel feature {feature:?}"))?;
+    }
+    Ok(Scenario {
+        name: raw.name,
+        cmdline: raw.cmdline,
+        expect,
+        require: raw.require,
+        roottask: raw.roottask,
+        args: raw.args,
+        features: raw.features,
+    })
 }
 
 /// Archive entry names: 1..=64 of `[A-Za-z0-9_.-]`, not starting with `.`, not ending in
@@ -422,6 +449,24 @@ mod tests {
         assert_eq!(m.scenarios[0].require, ["b", "a"]);
         let empty = format!("{ROLES}[[scenario]]\nname=\"s\"\nexpect=\"suite\"\nrequire=[\"\"]\n");
         assert!(err(&empty).contains("empty text"));
+    }
+
+    #[test]
+    fn scenario_arguments_and_kernel_features() {
+        let text = format!(
+            "{ROLES}[[scenario]]\nname=\"f\"\nexpect=\"suite\"\nroottask=\"fuzz\"\n\
+             args=\"seed=1 n=2\"\nfeatures=[\"invariants\"]\n"
+        );
+        let m = Manifest::parse("x", &text).unwrap();
+        assert_eq!(m.scenarios[0].args.as_deref(), Some("seed=1 n=2"));
+        assert_eq!(m.scenarios[0].features, ["invariants"]);
+        let plain = format!("{ROLES}[[scenario]]\nname=\"s\"\nexpect=\"suite\"\n");
+        let m = Manifest::parse("x", &plain).unwrap();
+        assert!(m.scenarios[0].args.is_none() && m.scenarios[0].features.is_empty());
+        let control = format!("{ROLES}[[scenario]]\nname=\"s\"\nexpect=\"suite\"\nargs=\"a\\tb\"\n");
+        assert!(err(&control).contains("printable"));
+        let feature = format!("{ROLES}[[scenario]]\nname=\"s\"\nexpect=\"suite\"\nfeatures=[\"a b\"]\n");
+        assert!(err(&feature).contains("kernel feature"));
     }
 
     #[test]

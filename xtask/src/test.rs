@@ -3,8 +3,10 @@
 //! ```text
 //!   host   cargo test --no-fail-fast -p abi -p bootfmt -p mapdb -p xtask
 //!          (output streamed; the `test result:` lines are summed)
-//!   guest  target build, boot archive, then per scenario: QEMU (TCG) with a timeout,
-//!          serial captured to target/test-logs/<scenario>.log and .sym.log, judged by
+//!   guest  target build (kernel variants for scenarios with `features` first), boot
+//!          archive (a scenario's own when it names a root task or `args` for it), then
+//!          per scenario: QEMU (TCG) with a timeout, serial captured to
+//!          target/test-logs/<scenario>.log and .sym.log, judged by
 //!          log::judge_suite / log::judge_panic
 //! ```
 //!
@@ -12,14 +14,16 @@
 //! missing) counts as one failed check, so the closing `N passed, M failed` line is always
 //! printed. The process exits non-zero when anything failed.
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 
 use crate::build;
+use crate::fuzz;
 use crate::image::{self, Overrides};
 use crate::log::{judge_panic, judge_suite, Verdict};
 use crate::manifest::{Expect, Manifest, Scenario};
@@ -30,7 +34,7 @@ use crate::toolchain::{self, Need};
 use crate::workspace::{Profile, Workspace};
 
 /// The host crates whose unit tests `test` runs.
-pub const HOST_PACKAGES: [&str; 4] = ["abi", "bootfmt", "mapdb", "xtask"];
+pub const HOST_PACKAGES: [&str; 6] = ["abi", "bootfmt", "mapdb", "xtask", "drvkit", "tern-bench-linux"];
 
 /// The manifest whose scenarios `test` boots.
 pub const TEST_MANIFEST: &str = "test";
@@ -123,10 +127,18 @@ fn guest(ws: &Workspace, args: &Args) -> Result<Tally> {
     let scenarios = select(&manifest.scenarios, &args.scenario)?;
     let profile = Profile::from_release_flag(args.release);
     let toolchain = toolchain::ensure(Need::Boot)?;
+    // Kernel variants first: the plain build below links the plain kernel again.
+    let mut variants: BTreeMap<Vec<String>, PathBuf> = BTreeMap::new();
+    for scenario in &scenarios {
+        if !scenario.features.is_empty() && !variants.contains_key(&scenario.features) {
+            let path = fuzz::build_kernel_variant(ws, &toolchain, profile, &scenario.features)?;
+            variants.insert(scenario.features.clone(), path);
+        }
+    }
     build::build(ws, &toolchain, profile, [&manifest])?;
     let archive = image::build(ws, &manifest, profile, &Overrides::default())?;
-    let kernel = ws.kernel_elf(profile);
-    let symbolizer = Symbolizer::for_boot(ws.root(), &kernel, &archive.programs);
+    let plain_kernel = ws.kernel_elf(profile);
+    let symbolizer = Symbolizer::for_boot(ws.root(), &plain_kernel, &archive.programs);
     let log_dir = ws.test_log_dir();
     std::fs::create_dir_all(&log_dir)
         .with_context(|| format!("cannot create {}", log_dir.display()))?;
@@ -134,17 +146,26 @@ fn guest(ws: &Workspace, args: &Args) -> Result<Tally> {
     let mut total = Tally::default();
     for scenario in scenarios {
         println!("xtask: scenario {} (expect {})", scenario.name, scenario.expect);
-        // A scenario may boot another root task: its own archive and symbols.
-        let own = match &scenario.roottask {
-            Some(package) => {
-                let mut variant = manifest.clone();
-                variant.name = format!("{}-{}", manifest.name, scenario.name);
-                let overrides = Overrides { sigma0: None, root_task: Some(ws.elf(profile, package)) };
-                let a = image::build(ws, &variant, profile, &overrides)?;
-                let sym = Symbolizer::for_boot(ws.root(), &kernel, &a.programs);
-                Some((a, sym))
+        let kernel = variants.get(&scenario.features).unwrap_or(&plain_kernel).clone();
+        // A scenario may boot another root task, or give it arguments, or boot another
+        // kernel: its own archive and symbols.
+        let own = if scenario.roottask.is_some() || scenario.args.is_some() || !scenario.features.is_empty() {
+            let mut variant = manifest.clone();
+            variant.name = format!("{}-{}", manifest.name, scenario.name);
+            let package = scenario.roottask.as_deref().unwrap_or(&manifest.roottask.package);
+            let mut root = ws.elf(profile, package);
+            if let Some(args) = &scenario.args {
+                let patched = ws.archive_dir().join(format!("{}-roottask.elf", variant.name));
+                std::fs::create_dir_all(ws.archive_dir())?;
+                fuzz::write_with_args(&root, &patched, args)?;
+                root = patched;
             }
-            None => None,
+            let overrides = Overrides { sigma0: None, root_task: Some(root) };
+            let a = image::build(ws, &variant, profile, &overrides)?;
+            let sym = Symbolizer::for_boot(ws.root(), &kernel, &a.programs);
+            Some((a, sym))
+        } else {
+            None
         };
         let (archive_path, symbolizer) = match &own {
             Some((a, sym)) => (&a.path, sym),
@@ -293,6 +314,8 @@ mod tests {
                 expect: Expect::Suite,
                 require: Vec::new(),
                 roottask: None,
+                args: None,
+                features: Vec::new(),
             })
             .into()
     }
@@ -323,6 +346,8 @@ mod tests {
             expect: Expect::Panic { containing: Some("overflow".into()) },
             require: Vec::new(),
             roottask: None,
+            args: None,
+            features: Vec::new(),
         };
         let log = "KERNEL PANIC: kernel stack overflow\n";
         assert_eq!(judge(&panic, log, log, qemu::GuestExit::Panic).passed, 1);

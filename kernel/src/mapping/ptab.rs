@@ -199,6 +199,23 @@ fn space_ptr(id: SpaceId) -> *mut Space {
     phys_to_virt((id.0 as u64) << 12) as *mut Space
 }
 
+/// A space's KIP and UTCB areas as `[start, end)`, or `None` before its first
+/// SpaceControl. Read through the raw pointer, so that no reference to the space is held
+/// while the tables (and its `needs_flush`) change.
+pub fn areas(id: SpaceId) -> Option<[(u64, u64); 2]> {
+    let sp = space_ptr(id);
+    // SAFETY: as in `root`: a live Space object; plain field reads.
+    let (kb, kl, ub, ul) = unsafe {
+        (
+            core::ptr::addr_of!((*sp).kip_base).read(),
+            core::ptr::addr_of!((*sp).kip_log2).read(),
+            core::ptr::addr_of!((*sp).utcb_base).read(),
+            core::ptr::addr_of!((*sp).utcb_log2).read(),
+        )
+    };
+    (ul != 0).then(|| [(kb, kb + (1u64 << kl)), (ub, ub + (1u64 << ul))])
+}
+
 /// The PML4 of a space and its shadow.
 fn root(id: SpaceId) -> Table {
     let sp = space_ptr(id);
@@ -251,16 +268,22 @@ fn give(pa: u64) {
 
 /// Takes a zeroed frame from the spares. A step only takes what it reserved; should that
 /// ever fail, the pool is tried, and only then is it a kernel bug.
+///
+/// Spare frames are zero but for their link word: fresh pool frames are zeroed by the
+/// pool, emptied tables and shadows are zero by this module's invariants, and
+/// [`free_below`] clears what it gives back.
 fn take() -> u64 {
     let s = SPARES.get_mut();
     if s.head == 0 {
         return kmem::alloc_frame().unwrap_or_else(|_| panic!("mapdb used page-table memory it had not reserved"));
     }
     let pa = s.head;
-    // SAFETY: `pa` is on the spare list (owned by it); zeroing it hands it out clean.
+    // SAFETY: `pa` is on the spare list (owned by it); clearing its link word hands it
+    // out zeroed (see above).
     unsafe {
-        s.head = (phys_to_virt(pa) as *const u64).read();
-        core::ptr::write_bytes(phys_to_virt(pa) as *mut u8, 0, kmem::FRAME_SIZE as usize);
+        let link = phys_to_virt(pa) as *mut u64;
+        s.head = link.read();
+        link.write(0);
     }
     s.count -= 1;
     pa
@@ -346,6 +369,9 @@ fn release_frame(pa: u64, to_pool: bool) {
         // unlinked and nothing refers to it.
         unsafe { kmem::free_frame(pa) };
     } else {
+        // SAFETY: as above; spares must be zero (see `take`), and this table may still
+        // hold kernel leaves.
+        unsafe { core::ptr::write_bytes(phys_to_virt(pa) as *mut u8, 0, kmem::FRAME_SIZE as usize) };
         give(pa);
     }
 }

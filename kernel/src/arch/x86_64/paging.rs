@@ -6,7 +6,10 @@
 //!                       └ PS: 1 GiB page └ PS: 2 MiB page
 //! ```
 //! Page-table frames come from the kernel pool. Tables for the user half belong to one
-//! address space; the kernel half (PML4 slots 256..511) points to tables shared by all.
+//! address space and are built and freed by `mapping` (which keeps a shadow table next to
+//! each, linking entries to mapping-database nodes); this module maps kernel-half pages
+//! and reads translations. The kernel half (PML4 slots 256..511) points to tables shared
+//! by all.
 //!
 //! # Invariants
 //! - Intermediate entries for user addresses have U, W and P set (rights live in leaves).
@@ -150,40 +153,6 @@ pub fn unmap(root: u64, va: u64) -> Option<Leaf> {
     // SAFETY: `entry` points at the present leaf found above.
     unsafe { *entry = 0 };
     Some(leaf)
-}
-
-/// Changes the leaf flags for `va` (keeping its frame); returns the old leaf.
-pub fn protect(root: u64, va: u64, flags: u64) -> Option<Leaf> {
-    let leaf = translate(root, va)?;
-    let entry = walk(root, va, leaf.size.level(), false, 0).ok().flatten()?;
-    // SAFETY: `entry` points at the present leaf found above.
-    unsafe { *entry = (*entry & pte::ADDR) | flags | pte::PRESENT | if leaf.size == PageSize::Size4K { 0 } else { pte::HUGE } };
-    Some(leaf)
-}
-
-/// Frees every page-table frame of the user half of `root` (not the mapped frames).
-pub fn free_user_tables(root: u64) {
-    fn free_level(t: u64, level: usize) {
-        for i in 0..512 {
-            // SAFETY: `t` is a live table frame owned by this address space.
-            let e = unsafe { *table(t).add(i) };
-            if e & pte::PRESENT != 0 && e & pte::HUGE == 0 && level > 1 {
-                free_level(e & pte::ADDR, level - 1);
-            }
-        }
-        // SAFETY: the table is unreachable once its parent is dropped (caller's contract:
-        // the space is being destroyed), and it came from the pool.
-        unsafe { kmem::free_frame(t) };
-    }
-    for i in 0..super::layout::KERNEL_PML4_FIRST {
-        // SAFETY: `root` is a live PML4 frame.
-        let e = unsafe { *table(root).add(i) };
-        if e & pte::PRESENT != 0 {
-            free_level(e & pte::ADDR, 3);
-            // SAFETY: as above; clearing the slot we just freed.
-            unsafe { *table(root).add(i) = 0 };
-        }
-    }
 }
 
 /// Copies the kernel half of `from` into the PML4 `to`.

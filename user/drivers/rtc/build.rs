@@ -1,0 +1,6 @@
+//! Link the RTC time service at its own address (it runs in its own space, loaded by the
+//! root task; distinct link addresses let a loader stage every module in its own space).
+fn main() {
+    println!("cargo:rustc-link-arg-bins=--image-base=0x2400000");
+    println!("cargo:rustc-link-arg-bins=--no-pie");
+}
