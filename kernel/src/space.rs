@@ -55,6 +55,9 @@ pub struct Space {
     pub privileged: bool,
     /// σ0's space: its page faults are resolved by the kernel with idempotent mappings.
     pub sigma0: bool,
+    /// Tern extension (SpaceControl control bit 0): `syscall` outside the KIP stubs is
+    /// delivered to the exception handler (system-call emulation, e.g. Linux binaries).
+    pub syscall_exceptions: bool,
     /// Program name, for fault reports.
     pub name: Name,
 }
@@ -130,6 +133,7 @@ impl Space {
                 threads: 0,
                 privileged: false,
                 sigma0: false,
+                syscall_exceptions: false,
                 name: Name::new(name),
             });
             *SPACES.get_mut() += 1;

@@ -24,7 +24,15 @@ use crate::thread::{self, State, Tcb};
 pub fn dispatch(frame: &mut Frame) {
     let Some(t) = sched::current() else { return };
     let Some(stub) = stub_from_return(frame.rcx) else {
-        // `syscall` executed outside the stub page: not an X.2 call.
+        // `syscall` executed outside the stub page: not an X.2 call. In a space marked
+        // for system-call emulation (Tern extension) it goes to the thread's exception
+        // handler as an exception IPC with the full register state: RIP is the return
+        // address (RCX), RFLAGS is in R11, vector SYSCALL_VECTOR.
+        frame.rip = frame.rcx;
+        frame.rflags = frame.r11;
+        if t.space().syscall_exceptions && crate::trap::exception_ipc(t, SYSCALL_VECTOR, 0) {
+            return;
+        }
         crate::kprintln!("thread {:#x} ({}): syscall outside the KIP stubs at {:#x}", t.id.raw(), t.name().as_str(), frame.rcx);
         sched::block(t, State::Faulted);
         return;
@@ -55,6 +63,13 @@ pub fn dispatch(frame: &mut Frame) {
     crate::check::after_syscall();
     sched::preempt_check();
 }
+
+/// The vector reported in the exception IPC of a `syscall` in a space marked for
+/// system-call emulation (SpaceControl control bit [`SPACE_SYSCALL_EXCEPTIONS`]).
+pub const SYSCALL_VECTOR: u64 = 0x100;
+/// SpaceControl control bit (Tern extension): `syscall` outside the KIP stubs becomes an
+/// exception IPC.
+pub const SPACE_SYSCALL_EXCEPTIONS: u64 = 1 << 0;
 
 /// Writes a 1/0 result into RAX and the error, if any, into ErrorCode.
 fn result(t: &mut Tcb, r: Result<(), SysError>) {
@@ -445,7 +460,7 @@ fn space_control_checked(t: &mut Tcb, a: SpaceControlArgs) -> Result<u64, SysErr
     } else {
         ipc::resolve(t, a.redirector).map(|r| r.id).ok_or(SysError::InvalidThread)?
     };
-    if a.control != 0 {
+    if a.control & !SPACE_SYSCALL_EXCEPTIONS != 0 {
         return Err(SysError::InvalidParam);
     }
     if !space.initialised() {
@@ -476,7 +491,9 @@ fn space_control_checked(t: &mut Tcb, a: SpaceControlArgs) -> Result<u64, SysErr
         space.confined = u64::from(!redirector.is_any());
         space.update_slow_flags();
     }
-    Ok(0)
+    let old = if space.syscall_exceptions { SPACE_SYSCALL_EXCEPTIONS } else { 0 };
+    space.syscall_exceptions = a.control & SPACE_SYSCALL_EXCEPTIONS != 0;
+    Ok(old)
 }
 
 // ---------------------------------------------------------------------------------------

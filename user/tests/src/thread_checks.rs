@@ -14,7 +14,7 @@ use l4::ipc::{self, Msg};
 use l4::thread::{self, ExRegs};
 
 use crate::harness::{
-    ensure, expect_sys, fail, ipc_code, wait_until, yield_for, Board, Check, Context, Suite,
+    ensure, expect_sys, fail, ipc_code, wait_until, yield_for, Board, Check, Context, Suite, Text,
 };
 use crate::workers::{
     bulk_utcb, fresh_id, me, sigma0, thread_info, Owned, Worker, UTCB_AREA, UTCB_AREA_LOG2,
@@ -58,6 +58,7 @@ pub fn run(s: &mut Suite) {
     s.run("exregs::halt-and-resume", exregs_halt_resume);
     s.run("exregs::redirect-sp-ip", exregs_redirect);
     s.run("exregs::fs-base", exregs_fs_base);
+    s.run("space::syscall-becomes-exception-ipc", syscall_emulation);
     s.run("exregs::nonexistent", exregs_nonexistent);
     s.run("exregs::stale-version", exregs_stale);
     s.run("exregs::other-space", exregs_other_space);
@@ -625,4 +626,52 @@ fn exregs_unknown_bits() -> Check {
         ExRegs::new().raw_bits(1 << 10).apply(w.id()),
         SysError::InvalidParam,
     )
+}
+
+/// Worker for [`syscall_emulation`]: makes the main thread its exception handler, then
+/// executes a bare `syscall` (outside the KIP stubs) with RAX = 0x1234 and records the
+/// RAX it resumes with.
+fn w_syscall(_: usize) {
+    l4::utcb::set_exception_handler(me());
+    let rax: u64;
+    // SAFETY: in a space marked for system-call emulation the kernel turns this `syscall`
+    // into an exception IPC; the handler's reply sets the registers (RCX and R11 are
+    // clobbered by the instruction itself).
+    unsafe { core::arch::asm!("syscall", inout("rax") 0x1234u64 => rax, out("rcx") _, out("r11") _) };
+    B.set(0, rax);
+}
+
+/// Tern extension: with SpaceControl control bit 0, a `syscall` outside the KIP stubs
+/// reaches the exception handler (vector 0x100, full registers), and the reply's
+/// registers are what the thread resumes with.
+fn syscall_emulation() -> Check {
+    use abi::fpage::{Fpage, Rights};
+    use abi::syscall::exception_mr as mr;
+    B.reset();
+    let kip = Fpage::new(0xBFF0_0000, 12, Rights::NONE);
+    let utcb = Fpage::new(UTCB_AREA, UTCB_AREA_LOG2, Rights::NONE);
+    l4::space::space_control(me(), 1, kip, utcb, ThreadId::NIL).ctx("SpaceControl (mark the space)")?;
+    let w = Worker::spawn(w_syscall, 0, None);
+    let got = match &w {
+        Ok(w) => ipc::receive(w.id(), Time::Period { us: 1_000_000 }).map_err(|e| e),
+        Err(_) => Err(ipc::IpcFailure::Unknown(0)),
+    };
+    let restore = l4::space::space_control(me(), 0, kip, utcb, ThreadId::NIL);
+    let w = w?;
+    let got = got.ctx("no exception IPC for the syscall")?;
+    restore.ctx("SpaceControl (unmark the space)")?;
+    let tag = got.msg.tag();
+    ensure!(tag.label() == abi::msg::label::EXCEPTION && tag.untyped() == 19, "tag {:#x}", tag.raw());
+    let mut words = [0u64; 19];
+    for (i, w) in words.iter_mut().enumerate() {
+        *w = l4::utcb::mr(i + 1).unwrap_or(0);
+    }
+    ensure!(words[mr::VECTOR - 1] == 0x100, "vector {:#x}, expected 0x100", words[mr::VECTOR - 1]);
+    ensure!(words[mr::RAX - 1] == 0x1234, "RAX {:#x}, expected 0x1234", words[mr::RAX - 1]);
+    words[mr::RAX - 1] = 0x5678;
+    let reply = Msg::with_words(0, &words[..18]).map_err(|_| Text::from_args(format_args!("reply too long")))?;
+    ipc::reply(w.local(), &reply).ctx("reply")?;
+    ensure!(wait_until(1_000_000, || B.get(0) != 0), "the thread did not resume");
+    ensure!(B.get(0) == 0x5678, "resumed with RAX {:#x}, expected 0x5678", B.get(0));
+    Ok(())
 }
