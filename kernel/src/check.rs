@@ -317,7 +317,18 @@ fn send_queues(listed: bool) {
                 broken(format_args!("IPC: the send queue of {:#x} links a dead thread", owner.id.raw()))
             };
             ensure!(!mark(s), "IPC: {:#x} is queued twice (seen again in the queue of {:#x})", s.id.raw(), owner.id.raw());
-            ensure!(s.state == State::Sending, "IPC: {:#x} is in the send queue of {:#x} while {:?}", s.id.raw(), owner.id.raw(), s.state);
+            ensure!(
+                s.state == State::Sending,
+                "IPC: {:#x} is in the send queue of {:#x} while {:?} (partner {:#x}, kernel IPC {}, help pending {}, halted {}, timeout queued {})",
+                s.id.raw(),
+                owner.id.raw(),
+                s.state,
+                s.partner.raw(),
+                s.kernel_ipc,
+                s.help_pending,
+                s.halted,
+                s.timeout_queued
+            );
             ensure!(
                 s.partner == owner.id,
                 "IPC: {:#x} is in the send queue of {:#x} but sends to {:#x}",

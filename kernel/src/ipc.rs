@@ -454,8 +454,13 @@ fn continue_sender(s: &mut Tcb, receiver: &mut Tcb) {
         return;
     }
     s.then_receive = ThreadId::NIL;
-    // A call: the partner is normally the receiver, which has not replied yet.
+    // A call: the partner is normally the receiver, which has not replied yet. A
+    // specific partner may have died while we were queued: then the receive fails.
     let _ = receiver;
+    if !spec.is_any() && !spec.is_any_local() && thread::lookup(spec).is_none() && !crate::irq::handled_by(s, spec) {
+        fail(s, IpcErrorCode::NotExist, Phase::Receive);
+        return;
+    }
     let dl = deadline(s.then_timeout);
     if dl == Deadline::Now {
         fail(s, IpcErrorCode::Timeout, Phase::Receive);
@@ -535,7 +540,9 @@ pub fn ipc(t: &mut Tcb, to: ThreadId, from: ThreadId, snd_timeout: u16, rcv_time
         // Resolve the receive specifier now: a local id becomes the thread's global id.
         let spec = match receive_spec(t, from) {
             Some(s) => s,
-            None => ThreadId::NIL,
+            // A receive specifier naming no thread: the send happens, the receive fails
+            // (checked again when the receive phase starts).
+            None => from,
         };
         t.then_receive = spec;
         t.then_timeout = rcv_timeout;
@@ -617,6 +624,25 @@ pub fn abort(t: &mut Tcb, send: bool, receive: bool) {
         State::Receiving if receive => fail(t, IpcErrorCode::Cancelled, Phase::Receive),
         _ => {}
     }
+}
+
+/// A thread's id is about to change (ThreadControl with a new version): senders queued
+/// for it and receivers waiting for exactly it fail with "non-existing partner"; its
+/// own IPC is unaffected.
+pub fn release_partners_of_id(t: &mut Tcb) {
+    while !t.send_queue.is_null() {
+        // SAFETY: send queues link live TCBs.
+        let s = unsafe { &mut *t.send_queue };
+        t.send_queue = s.send_next;
+        s.send_next = core::ptr::null_mut();
+        fail(s, IpcErrorCode::NotExist, Phase::Send);
+    }
+    let id = t.id;
+    thread::for_each(|w| {
+        if w.state == State::Receiving && w.partner == id {
+            fail(w, IpcErrorCode::NotExist, Phase::Receive);
+        }
+    });
 }
 
 /// A thread is being deleted: release everyone blocked on it.

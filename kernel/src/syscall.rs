@@ -411,7 +411,9 @@ fn modify_thread(
         }
     }
     if d.id != dest {
-        // A new version renames the thread.
+        // A new version renames the thread: the old id ceases to exist, so whoever waits
+        // for it is released as if it had been deleted.
+        ipc::release_partners_of_id(d);
         d.id = dest;
         if let Some(u) = d.utcb() {
             u.my_global_id = dest.raw();

@@ -495,14 +495,16 @@ fn exregs(c: &mut Ctx, r: &mut Regs) {
         // frame), or sent anywhere.
         let role = role.unwrap_or(world::RV0);
         let (sp, ip) = crate::victim::restart_point(role);
+        // Its own stack or none that exists (the sandbox holds no memory of ours).
         r.rdx = match c.rng.below(20) {
             0 => 0,
-            1 => c.address(),
+            1 => world::SANDBOX + c.rng.below(1 << world::SANDBOX_LOG2),
             _ => sp,
         };
+        // Never into the middle of the image: a victim running fuzzer code with a stray
+        // stack could write the shared page (the fuzzers' own books).
         r.r8 = match c.rng.below(20) {
             0 => 0xFFFF_FFFF_8000_0000 + c.rng.below(1 << 20),
-            1 if c.space == Space::U => c.address(),
             1 => world::SANDBOX + c.rng.below(1 << world::SANDBOX_LOG2),
             _ => ip,
         };
@@ -511,6 +513,16 @@ fn exregs(c: &mut Ctx, r: &mut Regs) {
         r.r8 = c.address();
     }
     r.rsi = Policy::exregs_control(role, r.rsi);
+    if victim {
+        // A victim's pager stays M, or becomes nobody: a fuzzer as its pager could answer
+        // its faults with mappings anywhere in the victim's space — which is R's or U's,
+        // the fuzzer's own machinery.
+        r.rdi = match c.rng.below(3) {
+            0 => world::id_of(world::M).raw(),
+            1 => ThreadId::NIL.raw(),
+            _ => ThreadId::global(world::pool_base() + world::POOL as u32 + 8 + c.rng.below(64) as u32, 1).raw(),
+        };
+    }
     if role.is_some_and(|x| world::FUZZERS.contains(&x) || world::VICTIMS.contains(&x)) && c.rng.percent(90) {
         // A halted fuzzer or victim waits for M to notice: halt them seldom.
         r.rsi &= !EXREGS_HALT;
