@@ -778,3 +778,154 @@ mod tests {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// MemoryControl
+
+/// MemoryControl's control word: bits 0..5 = k (the fpages are in MR0..MRk). Bit 6 is a
+/// Tern extension ([`MemoryControlWord::ATTR3_IN_R10`]); any other bit set is
+/// [`SysError::InvalidParam`].
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct MemoryControlWord {
+    /// Index of the last MR holding an fpage (k).
+    pub last: u8,
+    /// Attribute 3 arrives in R10 (Tern extension, since 0.1).
+    pub attr3_in_r10: bool,
+}
+
+impl MemoryControlWord {
+    /// Tern extension: attribute 3 is in R10 (which carries MR3 in Pistachio's binding;
+    /// the kernel reads the fpages from the UTCB). Pistachio's binding loads attribute 3
+    /// into R11, which `syscall` overwrites; without this bit an fpage selecting
+    /// attribute 3 is refused.
+    pub const ATTR3_IN_R10: u64 = 1 << 6;
+
+    /// Decodes the control word (RDX).
+    pub const fn from_raw(raw: u64) -> Result<Self, SysError> {
+        if raw & !(0x3F | Self::ATTR3_IN_R10) != 0 {
+            return Err(SysError::InvalidParam);
+        }
+        Ok(Self {
+            last: (raw & 0x3F) as u8,
+            attr3_in_r10: raw & Self::ATTR3_IN_R10 != 0,
+        })
+    }
+
+    /// The word.
+    pub const fn encode(self) -> u64 {
+        self.last as u64 | if self.attr3_in_r10 { Self::ATTR3_IN_R10 } else { 0 }
+    }
+}
+
+/// Which of attribute 0..3 an fpage in MemoryControl selects: its low two bits (where
+/// the rights of a map fpage are).
+#[inline]
+pub const fn memory_attribute_selector(fpage: Fpage) -> usize {
+    (fpage.0 & 3) as usize
+}
+
+/// A caching attribute of MemoryControl. The values are those of Pistachio's x86 user
+/// headers (`l4/ia32/specials.h`: write-back 1, write-through 2, uncacheable 4,
+/// write-combining 5, write-protected 8) with 3 = "uncached minus" (UC-: uncached, but
+/// an MTRR saying write-combining wins), the PAT entry Pistachio's x86 kernel puts
+/// between them: the attribute minus one is the PAT entry (`glue/v4-x86/x32/memcontrol.cc`).
+/// 6, 7 and anything above 8 are [`SysError::InvalidParam`].
+#[repr(u64)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum MemoryAttribute {
+    /// 0: the kernel's default for memory (write-back).
+    Default = 0,
+    /// 1: write-back.
+    WriteBack = 1,
+    /// 2: write-through.
+    WriteThrough = 2,
+    /// 3: uncached, overridable by a write-combining MTRR (UC-).
+    UncachedMinus = 3,
+    /// 4: uncached (UC).
+    Uncached = 4,
+    /// 5: write-combining.
+    WriteCombining = 5,
+    /// 8: write-protected.
+    WriteProtected = 8,
+}
+
+impl MemoryAttribute {
+    /// The PAT entry that gives this memory type in Tern's PAT layout
+    /// ([`PAT_LAYOUT`]): 0 WB, 1 WT, 2 UC-, 3 UC, 4 WC, 7 WP.
+    pub const fn pat_index(self) -> u8 {
+        match self {
+            Self::Default | Self::WriteBack => 0,
+            Self::WriteThrough => 1,
+            Self::UncachedMinus => 2,
+            Self::Uncached => 3,
+            Self::WriteCombining => 4,
+            Self::WriteProtected => 7,
+        }
+    }
+}
+
+impl TryFrom<u64> for MemoryAttribute {
+    type Error = SysError;
+
+    fn try_from(raw: u64) -> Result<Self, SysError> {
+        Ok(match raw {
+            0 => Self::Default,
+            1 => Self::WriteBack,
+            2 => Self::WriteThrough,
+            3 => Self::UncachedMinus,
+            4 => Self::Uncached,
+            5 => Self::WriteCombining,
+            8 => Self::WriteProtected,
+            _ => return Err(SysError::InvalidParam),
+        })
+    }
+}
+
+/// The memory types (x86 encodings) of PAT entries 0..7 as Tern programs IA32_PAT:
+/// WB, WT, UC-, UC (the reset values of entries 0..3, so PCD/PWT alone keep their
+/// meaning), WC, WT, UC-, WP (Pistachio's x86 layout).
+pub const PAT_LAYOUT: [u8; 8] = [6, 4, 7, 0, 1, 4, 7, 5];
+
+#[cfg(test)]
+mod memory_control_tests {
+    use super::*;
+
+    #[test]
+    fn control_word() {
+        assert_eq!(
+            MemoryControlWord::from_raw(5),
+            Ok(MemoryControlWord { last: 5, attr3_in_r10: false })
+        );
+        let w = MemoryControlWord::from_raw(63 | MemoryControlWord::ATTR3_IN_R10).unwrap();
+        assert_eq!((w.last, w.attr3_in_r10), (63, true));
+        assert_eq!(w.encode(), 63 | 64);
+        assert_eq!(MemoryControlWord::from_raw(1 << 7), Err(SysError::InvalidParam));
+        assert_eq!(MemoryControlWord::from_raw(!0), Err(SysError::InvalidParam));
+    }
+
+    #[test]
+    fn attributes() {
+        for (raw, pat) in [(0, 0), (1, 0), (2, 1), (3, 2), (4, 3), (5, 4), (8, 7)] {
+            let a = MemoryAttribute::try_from(raw).unwrap();
+            assert_eq!(a as u64, raw);
+            assert_eq!(a.pat_index(), pat);
+        }
+        for raw in [6, 7, 9, 0x100, !0] {
+            assert_eq!(MemoryAttribute::try_from(raw), Err(SysError::InvalidParam));
+        }
+        // The memory type each attribute ends up with (x86 encodings).
+        let ty = |a: MemoryAttribute| PAT_LAYOUT[a.pat_index() as usize];
+        assert_eq!(ty(MemoryAttribute::WriteBack), 6);
+        assert_eq!(ty(MemoryAttribute::WriteThrough), 4);
+        assert_eq!(ty(MemoryAttribute::UncachedMinus), 7);
+        assert_eq!(ty(MemoryAttribute::Uncached), 0);
+        assert_eq!(ty(MemoryAttribute::WriteCombining), 1);
+        assert_eq!(ty(MemoryAttribute::WriteProtected), 5);
+    }
+
+    #[test]
+    fn selector() {
+        assert_eq!(memory_attribute_selector(Fpage(0x1000_0c03)), 3);
+        assert_eq!(memory_attribute_selector(Fpage::new(0x4000, 12, crate::fpage::Rights::NONE)), 0);
+    }
+}

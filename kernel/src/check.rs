@@ -245,6 +245,7 @@ fn threads_and_spaces(listed: bool) {
                 t.kernel_ipc
             );
         }
+        transfer_link(t);
         match t.state {
             State::Sending => {
                 ensure!(thread::lookup(t.partner).is_some(), "IPC: {:#x} sends to a dead partner {:#x}", id, t.partner.raw());
@@ -268,6 +269,43 @@ fn threads_and_spaces(listed: bool) {
             ensure!(s.threads == e.threads, "spaces: space {:#x} counts {} threads, {} point to it", e.space, s.threads, e.threads);
         }
         ensure!(spaces == crate::space::count(), "spaces: {} spaces have threads, {} exist", spaces, crate::space::count());
+        // Port derivation names live spaces only, and the receiver holds what it got.
+        let known = |sp: *const Space| table.entries.iter().any(|e| e.epoch == table.epoch && e.space == sp as u64);
+        crate::ioport::for_each_edge(|from, to, first, last| {
+            ensure!(known(from) && known(to), "I/O ports: an edge {:#x}..={:#x} names a dead space", first, last);
+        });
+    }
+}
+
+/// A string transfer in progress links its two parties both ways; the locked one waits
+/// for the copier and nothing else.
+fn transfer_link(t: &Tcb) {
+    let id = t.id.raw();
+    if t.xfer_peer.is_null() {
+        ensure!(t.state != State::Locked, "IPC: {:#x} is locked in a transfer without a partner", id);
+        return;
+    }
+    let Some(p) = live(t.xfer_peer) else { broken(format_args!("IPC: {:#x} transfers with a dead thread", id)) };
+    ensure!(
+        core::ptr::eq(p.xfer_peer, t),
+        "IPC: {:#x} transfers with {:#x}, which transfers with someone else",
+        id,
+        p.id.raw()
+    );
+    ensure!(t.xfer_copier != p.xfer_copier, "IPC: {:#x} and {:#x} both (or neither) copy", id, p.id.raw());
+    ensure!(t.xfer_sender != p.xfer_sender, "IPC: {:#x} and {:#x} both (or neither) send", id, p.id.raw());
+    if !t.xfer_copier {
+        ensure!(
+            t.state == State::Locked || t.help_pending || !t.help_for.is_null(),
+            "IPC: {:#x} is the waiting side of a transfer but {:?}",
+            id,
+            t.state
+        );
+        ensure!(
+            t.state != State::Locked || !t.timeout_queued,
+            "IPC: {:#x} waits for a transfer with an IPC timeout queued",
+            id
+        );
     }
 }
 

@@ -156,13 +156,28 @@ fn succeed(t: &mut Tcb, from: ThreadId) {
     sched::wake(t);
 }
 
+/// Why a message transfer failed: the error as the copying (current) thread sees it,
+/// the bytes moved before it, and whether the other party was deleted meanwhile (then
+/// nothing may touch it any more).
+struct Failure {
+    code: IpcErrorCode,
+    offset: u64,
+    gone: bool,
+}
+
+impl From<IpcErrorCode> for Failure {
+    fn from(code: IpcErrorCode) -> Self {
+        Self { code, offset: 0, gone: false }
+    }
+}
+
 /// Copies the message of `src` to `dst`. `flags` are the tag flags the receiver gets
-/// (p and r; x and e are always clear on delivery). Returns the error code on failure.
-fn transfer(src: &mut Tcb, dst: &mut Tcb, flags: u8) -> Result<(), (IpcErrorCode, u64)> {
+/// (p and r; x and e are always clear on delivery).
+fn transfer(src: &mut Tcb, dst: &mut Tcb, flags: u8) -> Result<(), Failure> {
     let tag = MsgTag(mr(src, 0));
     let (u, t) = (tag.untyped() as usize, tag.typed() as usize);
     if u + t >= MRS {
-        return Err((IpcErrorCode::Overflow, 0));
+        return Err(IpcErrorCode::Overflow.into());
     }
     for i in 1..=u.min(7) {
         let v = mr(src, i);
@@ -204,17 +219,77 @@ fn copy_utcb_words(src: &mut Tcb, dst: &mut Tcb, first: usize, last: usize) {
 /// Typed items: map and grant items go to `ipc_items`, string items to `ipc_string`,
 /// each at its own position in the message.
 #[inline(never)]
-fn transfer_typed(src: &mut Tcb, dst: &mut Tcb, words: &[u64], first: usize) -> Result<(), (IpcErrorCode, u64)> {
-    transfer_typed_inner(src, dst, words, first).map_err(|c| (c, 0))?;
+fn transfer_typed(src: &mut Tcb, dst: &mut Tcb, words: &[u64], first: usize) -> Result<(), Failure> {
+    transfer_typed_inner(src, dst, words, first)?;
     let has_strings = abi::msg::TypedItemReader::new(words).flatten().any(|i| matches!(i.item, abi::msg::TypedItem::String(_)));
     if has_strings {
-        let accepts = dst.kernel_ipc || dst.utcb().is_some_and(|u| abi::msg::Acceptor(u.br(0).unwrap_or(0)).strings());
+        // A kernel-generated IPC (a page-fault or exception reply, the start message)
+        // has no buffers, and its receiver may be in a transfer of its own: no strings.
+        let accepts = !dst.kernel_ipc && !src.kernel_ipc && dst.utcb().is_some_and(|u| abi::msg::Acceptor(u.br(0).unwrap_or(0)).strings());
         if !accepts {
-            return Err((IpcErrorCode::Overflow, 0));
+            return Err(IpcErrorCode::Overflow.into());
         }
-        crate::ipc_string::transfer_strings(src, dst, words, first).map_err(|f| (f.code, f.offset))?;
+        transfer_strings_locked(src, dst, words, first)?;
     }
     Ok(())
+}
+
+/// String copies may block the copying (current) thread in page faults, on its own side
+/// or, through `ipc_string`'s help protocol, on the other. Meanwhile the other party is
+/// `Locked`: off every queue, its IPC timeouts no longer run (X.2: the transfer timeouts
+/// bound a transfer in progress), no other sender can reach it. From outside, a
+/// transfer can only be broken: an ExchangeRegisters abort of either side's phase
+/// (`abort`: both get "aborted") or the deletion of either party (`release_partners`).
+/// The copier looks for that after every step that may block.
+#[inline(never)]
+fn transfer_strings_locked(src: &mut Tcb, dst: &mut Tcb, words: &[u64], first: usize) -> Result<(), Failure> {
+    let src_is_current = sched::current().is_some_and(|c| core::ptr::eq(c, src));
+    {
+        let (copier, peer) = if src_is_current { (&mut *src, &mut *dst) } else { (&mut *dst, &mut *src) };
+        peer.xfer_saved_state = peer.state;
+        peer.xfer_saved_fast = peer.fast_wait;
+        peer.fast_wait = 0;
+        timeout::remove(peer);
+        peer.state = State::Locked;
+        peer.xfer_peer = copier;
+        peer.xfer_copier = false;
+        peer.xfer_error = 0;
+        copier.xfer_peer = peer;
+        copier.xfer_copier = true;
+        copier.xfer_error = 0;
+    }
+    src.xfer_sender = true;
+    dst.xfer_sender = false;
+    let result = crate::ipc_string::transfer_strings(src, dst, words, first);
+    let copier = if src_is_current { src } else { dst };
+    if copier.xfer_peer.is_null() {
+        // The other party was deleted (`release_partners` has unlinked it).
+        copier.xfer_copier = false;
+        copier.xfer_error = 0;
+        return Err(Failure { code: IpcErrorCode::NotExist, offset: 0, gone: true });
+    }
+    let broken = copier.xfer_error;
+    unlock_transfer(copier);
+    match (result, IpcErrorCode::try_from(broken)) {
+        (Ok(()), Err(_)) => Ok(()),
+        (Ok(()), Ok(code)) => Err(Failure { code, offset: 0, gone: false }),
+        (Err(f), broken) => Err(Failure { code: broken.unwrap_or(f.code), offset: f.offset, gone: false }),
+    }
+}
+
+/// Ends the transfer of `copier`: the locked party gets its IPC state back.
+fn unlock_transfer(copier: &mut Tcb) {
+    // SAFETY: while a transfer is linked, both parties are live (deletion unlinks it).
+    let peer = unsafe { &mut *copier.xfer_peer };
+    if peer.state == State::Locked {
+        peer.state = peer.xfer_saved_state;
+        peer.fast_wait = peer.xfer_saved_fast;
+    }
+    for t in [&mut *peer, &mut *copier] {
+        t.xfer_peer = core::ptr::null_mut();
+        t.xfer_copier = false;
+        t.xfer_error = 0;
+    }
 }
 
 fn transfer_typed_inner(src: &mut Tcb, dst: &mut Tcb, words: &[u64], first: usize) -> Result<(), IpcErrorCode> {
@@ -265,11 +340,11 @@ pub fn deliver_kernel_message(receiver: &mut Tcb, tag: u64, from: ThreadId) {
 
 /// Delivers `sender`'s message to the waiting `receiver`. On failure the receiver got
 /// the error, and the sender's is returned (the caller reports it): the same code and
-/// offset, with "current" and "partner" space swapped for the other side.
-fn deliver(sender: &mut Tcb, receiver: &mut Tcb) -> Result<(), (IpcErrorCode, u64)> {
-    let virtual_sender = propagation(sender);
+/// offset, with "current" and "partner" space swapped for the other side; `None` when
+/// the sender was deleted during the transfer (nothing to report, nothing to touch).
+fn deliver(sender: &mut Tcb, receiver: &mut Tcb) -> Result<(), Option<(IpcErrorCode, u64)>> {
     let mut flags = 0u8;
-    if virtual_sender.is_some() {
+    if propagation(sender).is_some() {
         flags |= 1; // p
     }
     let intended = core::mem::replace(&mut sender.intended, ThreadId::NIL);
@@ -279,7 +354,9 @@ fn deliver(sender: &mut Tcb, receiver: &mut Tcb) -> Result<(), (IpcErrorCode, u6
     match transfer(sender, receiver, flags) {
         Ok(()) => {
             let actual = id_as_seen_by(receiver, sender);
-            let propagated = virtual_sender.is_some();
+            // (Looked up after the transfer, which may have blocked.)
+            let virtual_sender = if flags & 1 != 0 { propagation(sender) } else { None };
+            let propagated = flags & 1 != 0;
             let from = match virtual_sender {
                 Some(v) => {
                     // The virtual sender, if it waits for the propagator's reply, now
@@ -303,12 +380,20 @@ fn deliver(sender: &mut Tcb, receiver: &mut Tcb) -> Result<(), (IpcErrorCode, u6
             succeed(receiver, from);
             Ok(())
         }
-        Err((code, offset)) => {
+        Err(Failure { code, offset, gone }) => {
             // `code` is from the copying (current) thread's point of view.
             let current_is_receiver = crate::sched::current().is_some_and(|c| core::ptr::eq(c, receiver));
+            if gone {
+                // The other party was deleted while strings were copied.
+                if current_is_receiver {
+                    fail(receiver, IpcErrorCode::NotExist, Phase::Receive);
+                    return Err(None);
+                }
+                return Err(Some((IpcErrorCode::NotExist, 0)));
+            }
             let (for_receiver, for_sender) = if current_is_receiver { (code, swap_side(code)) } else { (swap_side(code), code) };
             fail_at(receiver, for_receiver, Phase::Receive, offset);
-            Err((for_sender, offset))
+            Err(Some((for_sender, offset)))
         }
     }
 }
@@ -376,7 +461,8 @@ fn enqueue_sender(t: &mut Tcb, dest: &mut Tcb) {
 /// The send phase: returns false if the IPC ended (error reported into `t`).
 fn send_phase(t: &mut Tcb, dest: &mut Tcb, snd_timeout: u16) -> bool {
     if dest.state == State::Receiving && !dest.halted && accepts(dest, dest.partner, t) {
-        if let Err((code, offset)) = deliver(t, dest) {
+        if let Err(e) = deliver(t, dest) {
+            let (code, offset) = e.unwrap_or((IpcErrorCode::NotExist, 0));
             fail_at(t, code, Phase::Send, offset);
             return false;
         }
@@ -412,9 +498,13 @@ fn receive_phase(t: &mut Tcb, spec: ThreadId, rcv_timeout: u16) {
         let s = unsafe { &mut *cur };
         if accepts(t, spec, s) {
             unqueue_from(t, s);
-            if let Err((code, offset)) = deliver(s, t) {
-                fail_at(s, code, Phase::Send, offset);
-                return;
+            match deliver(s, t) {
+                Ok(()) => {}
+                Err(Some((code, offset))) => {
+                    fail_at(s, code, Phase::Send, offset);
+                    return;
+                }
+                Err(None) => return,
             }
             continue_sender(s, t);
             return;
@@ -614,8 +704,22 @@ pub fn timeout_expired(t: &mut Tcb) {
     }
 }
 
-/// ExchangeRegisters abort: cancels an ongoing send and/or receive.
+/// ExchangeRegisters abort: cancels an ongoing send and/or receive. A transfer in
+/// progress (strings being copied) is aborted: both parties get "aborted".
 pub fn abort(t: &mut Tcb, send: bool, receive: bool) {
+    if !t.xfer_peer.is_null() {
+        if if t.xfer_sender { send } else { receive } {
+            // SAFETY: while a transfer is linked, both parties are live.
+            let peer = unsafe { &mut *t.xfer_peer };
+            t.xfer_error = IpcErrorCode::Aborted as u8;
+            peer.xfer_error = IpcErrorCode::Aborted as u8;
+            // A page fault either side is resolving for the copy ends now; the copier
+            // then sees the abort.
+            cancel_fault_ipc(t);
+            cancel_fault_ipc(peer);
+        }
+        return;
+    }
     match t.state {
         State::Sending if send => {
             unqueue_sender(t);
@@ -623,6 +727,53 @@ pub fn abort(t: &mut Tcb, send: bool, receive: bool) {
         }
         State::Receiving if receive => fail(t, IpcErrorCode::Cancelled, Phase::Receive),
         _ => {}
+    }
+}
+
+/// Ends a kernel-generated IPC (a page fault inside a transfer) that `t` waits in.
+fn cancel_fault_ipc(t: &mut Tcb) {
+    if !t.kernel_ipc {
+        return;
+    }
+    match t.state {
+        State::Sending => {
+            unqueue_sender(t);
+            fail(t, IpcErrorCode::Cancelled, Phase::Send);
+        }
+        State::Receiving => fail(t, IpcErrorCode::Cancelled, Phase::Receive),
+        _ => {}
+    }
+}
+
+/// The thread `dying` is deleted in the middle of a string transfer: the other party's
+/// IPC ends with "non-existing partner".
+fn break_transfer(dying: &mut Tcb) {
+    // SAFETY: while a transfer is linked, both parties are live.
+    let peer = unsafe { &mut *dying.xfer_peer };
+    dying.xfer_peer = core::ptr::null_mut();
+    peer.xfer_peer = core::ptr::null_mut();
+    if peer.help_for == dying as *mut Tcb {
+        peer.help_for = core::ptr::null_mut();
+    }
+    if !dying.xfer_copier {
+        // The copier waits in a page fault of its own (it looks at `xfer_peer` when that
+        // ends) or for the dying thread's help: wake it.
+        if peer.state == State::XferWait {
+            peer.help_result = false;
+            sched::wake(peer);
+        }
+        return;
+    }
+    // The dying thread copied; the peer waits locked, or is just serving a page fault
+    // for it (then `ipc_string::help` ends its IPC when the fault is done).
+    peer.xfer_copier = false;
+    peer.xfer_error = IpcErrorCode::NotExist as u8;
+    if peer.state == State::Locked {
+        peer.state = peer.xfer_saved_state;
+        peer.fast_wait = peer.xfer_saved_fast;
+        peer.xfer_error = 0;
+        let phase = if peer.xfer_sender { Phase::Send } else { Phase::Receive };
+        fail(peer, IpcErrorCode::NotExist, phase);
     }
 }
 
@@ -647,6 +798,9 @@ pub fn release_partners_of_id(t: &mut Tcb) {
 
 /// A thread is being deleted: release everyone blocked on it.
 pub fn release_partners(dying: &mut Tcb) {
+    if !dying.xfer_peer.is_null() {
+        break_transfer(dying);
+    }
     // Its own IPC ends.
     if dying.state == State::Sending {
         unqueue_sender(dying);

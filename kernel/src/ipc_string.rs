@@ -149,18 +149,20 @@ fn fault_in(t: &mut Tcb, va: u64, write: bool) -> bool {
 /// its own pager, bounded by its transfer timeout), waiting until it has. Returns whether
 /// the page is now there to be used.
 fn partner_fault(me: &mut Tcb, partner: &mut Tcb, va: u64, write: bool) -> bool {
-    if partner.kernel_ipc || !matches!(partner.state, State::Sending | State::Receiving) || partner.help_pending {
+    if partner.kernel_ipc || partner.state != State::Locked || partner.help_pending {
         return false;
     }
     partner.help_pending = true;
     partner.help_addr = va;
     partner.help_write = write;
     partner.help_for = me;
-    partner.help_saved_state = partner.state;
-    if partner.fast_wait == crate::thread::FAST_WAIT_BLOCKED_FAST {
+    partner.help_saved_state = State::Locked;
+    if partner.xfer_saved_fast == crate::thread::FAST_WAIT_BLOCKED_FAST {
+        // Blocked by the fast path: give it a kernel continuation to help from (it keeps
+        // it once the transfer ends).
         crate::thread::prepare_help_entry(partner);
+        partner.xfer_saved_fast = 0;
     }
-    partner.fast_wait = 0;
     partner.state = State::Ready;
     sched::enqueue(partner);
     me.help_result = false;
@@ -172,18 +174,24 @@ fn partner_fault(me: &mut Tcb, partner: &mut Tcb, va: u64, write: bool) -> bool 
 /// partner, and goes back to waiting in its IPC.
 pub fn help(t: &mut Tcb) {
     t.help_pending = false;
-    let ok = fault_in(t, t.help_addr, t.help_write);
+    let ok = !t.xfer_peer.is_null() && fault_in(t, t.help_addr, t.help_write);
     let asker = t.help_for;
     t.help_for = core::ptr::null_mut();
     if !asker.is_null() {
-        // SAFETY: the asking thread waits in XferWait for this answer; a thread in
-        // XferWait is not deleted by anyone else before it runs again (it is the only
-        // party of its IPC that can act).
+        // SAFETY: the asking thread waits in XferWait for this answer; were it deleted,
+        // `ipc::release_partners` would have cleared `help_for`.
         let a = unsafe { &mut *asker };
         if a.state == State::XferWait {
             a.help_result = ok;
             sched::wake(a);
         }
+    }
+    if t.xfer_peer.is_null() {
+        // The copier was deleted meanwhile: this thread's IPC ends here.
+        let phase = if t.xfer_sender { abi::error::Phase::Send } else { abi::error::Phase::Receive };
+        t.xfer_error = 0;
+        crate::ipc::fail(t, IpcErrorCode::NotExist, phase);
+        return;
     }
     let state = t.help_saved_state;
     sched::block(t, state);
@@ -195,6 +203,45 @@ pub extern "C" fn help_entry() {
     while t.help_pending {
         help(t);
     }
+}
+
+/// Whether the transfer `me` copies was broken from outside (see `ipc::abort` and
+/// `ipc::release_partners`), and the error to end it with.
+fn broken(me: &Tcb) -> Option<IpcErrorCode> {
+    if me.xfer_peer.is_null() {
+        return Some(IpcErrorCode::NotExist);
+    }
+    IpcErrorCode::try_from(me.xfer_error).ok()
+}
+
+/// Makes the page at `va` present for the copy: in the source's space (`of_src`, read)
+/// or the destination's (write), faulting it in through the current thread's pager or
+/// through the partner's help. Every step that may block is followed by a look at
+/// whether the transfer was broken meanwhile; then the partner may be gone and is not
+/// touched again.
+fn present(src: &mut Tcb, dst: &mut Tcb, src_is_current: bool, of_src: bool, va: u64, offset: u64) -> Result<(), Failed> {
+    let write = !of_src;
+    let mine = of_src == src_is_current;
+    let side = if mine { IpcErrorCode::XferTimeoutCurrent } else { IpcErrorCode::XferTimeoutPartner };
+    let (me, other) = if src_is_current { (src, dst) } else { (dst, src) };
+    let result = if mine {
+        page_of(me, va, write, true, side).map(|_| ())
+    } else {
+        match page_of(other, va, write, false, side) {
+            Ok(_) => Ok(()),
+            Err(code) => {
+                if partner_fault(me, other, va, write) && broken(me).is_none() {
+                    page_of(other, va, write, false, side).map(|_| ())
+                } else {
+                    Err(code)
+                }
+            }
+        }
+    };
+    if let Some(code) = broken(me) {
+        return Err(Failed { code, offset });
+    }
+    result.map_err(|code| Failed { code, offset })
 }
 
 /// Copies `src`'s string (its pieces) into `dst`'s buffer; returns the bytes copied.
@@ -222,19 +269,14 @@ fn copy(src: &mut Tcb, from: &Gathered, dst: &mut Tcb, to: &Gathered, src_is_cur
         let sva = s.addr.wrapping_add(so);
         let dva = d.addr.wrapping_add(d_off);
         let n = (s.len - so).min(d.len - d_off).min(4096 - (sva & 0xFFF)).min(4096 - (dva & 0xFFF));
-        let sp = match page_of(src, sva, false, src_is_current, side(src_is_current)) {
-            Ok(p) => p,
-            Err(_) if !src_is_current && partner_fault(dst, src, sva, false) => {
-                page_of(src, sva, false, false, side(false)).map_err(|code| Failed { code, offset: done })?
-            }
-            Err(code) => return Err(Failed { code, offset: done }),
-        };
-        let dp = match page_of(dst, dva, true, !src_is_current, side(!src_is_current)) {
-            Ok(p) => p,
-            Err(_) if src_is_current && partner_fault(src, dst, dva, true) => {
-                page_of(dst, dva, true, false, side(false)).map_err(|code| Failed { code, offset: done })?
-            }
-            Err(code) => return Err(Failed { code, offset: done }),
+        // Make both pages present (either step may block), then look both up again
+        // without faulting: a fault on one side may have blocked after the other was
+        // found, and that page may have gone meanwhile (then this step starts over).
+        present(src, dst, src_is_current, true, sva, done)?;
+        present(src, dst, src_is_current, false, dva, done)?;
+        let (Ok(sp), Ok(dp)) = (page_of(src, sva, false, false, side(src_is_current)), page_of(dst, dva, true, false, side(!src_is_current)))
+        else {
+            continue;
         };
         // SAFETY: both physical ranges lie within one present user page each (checked
         // by `page_of`), reached through the direct map; they may overlap only if both

@@ -309,8 +309,8 @@ pub fn map_boot_image(space: &Space, vaddr: u64, paddr: u64, len: u64, w: bool, 
 /// rights are revoked from every mapping derived from the caller's mappings in it
 /// (recursively), with the flush bit also from the caller's own; each MR comes back as
 /// the fpage with the accessed status (R referenced, W written, X executed) in its rights
-/// field. An I/O fpage with the flush bit takes those ports from the caller's own space
-/// (`ioport`; ports are not in the mapping database); its status reads as nothing.
+/// field. An I/O fpage revokes those ports the same way (`ioport`, which keeps their
+/// derivation apart from the mapping database); its status reads as nothing.
 pub fn unmap_syscall(t: &mut Tcb) {
     let control = abi::syscall::UnmapControl::from_raw(t.frame().rdx);
     let id = id_of(t.space());
@@ -320,8 +320,8 @@ pub fn unmap_syscall(t: &mut Tcb) {
         let status = match fpage.try_validate() {
             Ok(v) => unmap_one(id, v, control.flush()),
             Err(_) => {
-                if let (true, Ok(io)) = (control.flush(), IoFpage::try_from(fpage)) {
-                    crate::ioport::unmap_own(t.space(), io);
+                if let Ok(io) = IoFpage::try_from(fpage) {
+                    crate::ioport::unmap(t.space(), io, control.flush());
                 }
                 Rights::NONE
             }

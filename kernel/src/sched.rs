@@ -6,9 +6,33 @@
 //! the tail. The local APIC timer is armed, one shot, for the end of the running thread's
 //! timeslice (or the nearest timeout, whichever comes first).
 //!
+//! **Delayed preemption** (X.2 Schedule's PreemptionControl, the UTCB PreemptFlags): a
+//! thread whose scheduler gave it a maximum delay and a sensitive priority, and which has
+//! set the `d` flag in its UTCB, keeps the processor when it would be preempted by a
+//! thread of priority ≤ its sensitive priority (its own priority at least) — a higher
+//! thread becoming ready, or the end of its timeslice — for up to the maximum delay. The
+//! kernel sets the pending flag `I` in its UTCB when it defers; the thread is expected to
+//! leave its critical section and call ThreadSwitch, which clears `I`, renews the
+//! allowance and gives up the processor. One deferral per allowance: when the delay runs
+//! out the thread is preempted anyway, and it gets no further deferral until it has
+//! called ThreadSwitch. A thread above the sensitive priority preempts at once.
+//!
+//! ```text
+//!   preemption due ── d set, allowance left, rival ≤ sensitive? ──no──► switch
+//!         │ yes: set I, allowance spent, deadline = now + max delay
+//!         ▼
+//!   thread runs on ── ThreadSwitch ──► clear I, renew allowance, yield
+//!         └────────── deadline (timer) ──► switch (I stays set)
+//! ```
+//!
 //! # Invariants
 //! - A thread is on a ready list iff its state is `Ready` and it is not halted.
 //! - `BITMAP` bit p is set iff list p is non-empty.
+//! - `defer_until != 0` only while `deferring` is the thread granted that deferral.
+//! - A thread's delayed-preemption parameters live in its TCB (`preempt_*`), reset when
+//!   it is created; `deferring` is cleared when that thread is deleted (`forget`).
+
+use abi::utcb::{PREEMPT_DELAYED, PREEMPT_PENDING};
 
 use crate::arch::{self, apic, cpu, gdt};
 use crate::thread::{State, Tcb};
@@ -26,6 +50,9 @@ struct Sched {
     idle_sp: u64,
     /// Absolute time (µs) the APIC timer is armed for (0 = disarmed).
     timer_target: u64,
+    /// The thread holding a deferred preemption, and when the deferral ends (0 = none).
+    deferring: *mut Tcb,
+    defer_until: u64,
 }
 
 static SCHED: KCell<Sched> = KCell::new(Sched {
@@ -34,6 +61,8 @@ static SCHED: KCell<Sched> = KCell::new(Sched {
     dispatched_at: 0,
     idle_sp: 0,
     timer_target: 0,
+    deferring: core::ptr::null_mut(),
+    defer_until: 0,
 });
 
 /// The running thread, if any (none while idle).
@@ -177,6 +206,7 @@ pub fn timer_tick() {
     SCHED.get_mut().timer_target = 0;
     requeue_current();
     account();
+    end_expired_deferral(apic::now_us());
     crate::timeout::expire(apic::now_us());
     if let Some(c) = current() {
         if c.timeslice_us != 0 && c.remaining_us == 0 {
@@ -195,12 +225,17 @@ pub fn yield_now() {
         c.remaining_us = c.timeslice_us;
         rotate(c);
     }
-    reschedule();
+    reschedule_with(false);
 }
 
 /// Switches to the best ready thread if it is not the running one. Returns when the
-/// caller's thread runs again.
+/// caller's thread runs again. A running thread that asked for delayed preemption may
+/// keep the processor (see the module documentation).
 pub fn reschedule() {
+    reschedule_with(true)
+}
+
+fn reschedule_with(may_defer: bool) {
     requeue_current();
     let next = pick();
     let cur = gdt::current_tcb() as *mut Tcb;
@@ -208,6 +243,12 @@ pub fn reschedule() {
         Some(n) if n == cur => arm_timer(),
         Some(n) => {
             // SAFETY: `n` is on a ready list, hence a live TCB.
+            let rival = unsafe { (*n).prio };
+            if may_defer && defers(rival) {
+                arm_timer();
+                return;
+            }
+            // SAFETY: as above.
             switch_to(unsafe { &mut *n })
         }
         None if cur.is_null() => {}
@@ -225,7 +266,11 @@ fn arm_timer() {
     }
     let s = SCHED.get_mut();
     // A thread with timeslice "never" (0) runs until it blocks or is preempted.
-    let slice_end = current().filter(|c| c.timeslice_us != 0).map(|c| s.dispatched_at + c.remaining_us.max(1));
+    let mut slice_end = current().filter(|c| c.timeslice_us != 0).map(|c| s.dispatched_at + c.remaining_us.max(1));
+    // A deferred preemption becomes due at the end of its delay.
+    if s.defer_until > now && !s.deferring.is_null() && s.deferring as u64 == gdt::current_tcb() {
+        slice_end = Some(slice_end.map_or(s.defer_until, |e| e.min(s.defer_until)));
+    }
     let target = match (slice_end, crate::timeout::next_deadline()) {
         (None, None) => 0,
         (Some(a), None) | (None, Some(a)) => a,
@@ -357,3 +402,89 @@ pub fn donate(from: &mut Tcb, to: &mut Tcb) {
     rotate(from);
     switch_to(to);
 }
+
+// ---------------------------------------------------------------------------------------
+// Delayed preemption
+
+/// Whether the running thread keeps the processor against a ready rival of priority
+/// `rival` that would preempt it now (a higher priority, or an equal one at the end of
+/// the timeslice). Grants a deferral (and sets the pending flag) if the thread asked for
+/// one and may have it; answers yes during a granted deferral; no otherwise.
+fn defers(rival: u8) -> bool {
+    let Some(c) = current() else { return false };
+    if c.state != State::Ready || c.halted {
+        return false;
+    }
+    let cp: *mut Tcb = c;
+    let (max_delay, sensitive, spent) = (c.preempt_max_delay_us, c.preempt_sensitive.max(c.prio), c.preempt_spent);
+    if max_delay == 0 || rival > sensitive {
+        return false;
+    }
+    let Some(u) = c.utcb() else { return false };
+    if u.preempt_flags & PREEMPT_DELAYED == 0 {
+        return false;
+    }
+    let s = SCHED.get_mut();
+    let now = apic::now_us();
+    if s.deferring == cp && s.defer_until != 0 {
+        if now < s.defer_until {
+            return true;
+        }
+        // The delay ran out: preempted now; no deferral before the next ThreadSwitch.
+        s.deferring = core::ptr::null_mut();
+        s.defer_until = 0;
+        return false;
+    }
+    if spent {
+        return false;
+    }
+    u.preempt_flags |= PREEMPT_PENDING;
+    c.preempt_spent = true;
+    s.deferring = cp;
+    s.defer_until = now + max_delay as u64;
+    true
+}
+
+/// Ends a deferral whose delay has run out (the timer fired for it), so that the
+/// preemption it held back happens now.
+fn end_expired_deferral(now: u64) {
+    let s = SCHED.get_mut();
+    if s.defer_until != 0 && now >= s.defer_until {
+        s.defer_until = 0;
+        s.deferring = core::ptr::null_mut();
+    }
+}
+
+/// ThreadSwitch by `t`: a deferred preemption is over. Clears the pending flag in its
+/// UTCB and renews its allowance.
+pub fn delay_yield(t: &mut Tcb) {
+    let tp: *mut Tcb = t;
+    if let Some(u) = t.utcb() {
+        u.preempt_flags &= !PREEMPT_PENDING;
+    }
+    t.preempt_spent = false;
+    let s = SCHED.get_mut();
+    if s.deferring == tp {
+        s.deferring = core::ptr::null_mut();
+        s.defer_until = 0;
+    }
+}
+
+/// Schedule's PreemptionControl for `t`: maximum delay (µs) and sensitive priority. A
+/// zero delay removes the parameters (no deferral possible).
+pub fn set_preemption(t: &mut Tcb, max_delay_us: u16, sensitive: u8) {
+    t.preempt_max_delay_us = max_delay_us;
+    t.preempt_sensitive = sensitive;
+    t.preempt_spent = false;
+    forget(t);
+}
+
+/// `t` holds no deferral any more (its parameters changed, or it is being deleted).
+pub fn forget(t: &Tcb) {
+    let s = SCHED.get_mut();
+    if s.deferring as *const Tcb == t as *const Tcb {
+        s.deferring = core::ptr::null_mut();
+        s.defer_until = 0;
+    }
+}
+

@@ -205,16 +205,15 @@ impl Space {
     /// No thread may refer to the space any more and it must not be the current CR3.
     pub unsafe fn destroy(&mut self) {
         if self.initialised() {
+            // Only the pages present in the area are visited (an area may span 2^47 bytes).
             let mut page = self.utcb_base;
-            let end = self.utcb_base + (1u64 << self.utcb_log2);
-            while page < end {
-                if let Some(leaf) = paging::translate(self.pml4, page) {
-                    if kmem::in_pool(leaf.phys) {
-                        // SAFETY: UTCB pages come from the pool and die with the space.
-                        unsafe { kmem::free_frame(leaf.phys & !0xFFF) };
-                    }
+            let end = self.utcb_base.saturating_add(1u64 << self.utcb_log2);
+            while let Some((at, leaf)) = paging::next_leaf(self.pml4, page, end) {
+                if leaf.size == paging::PageSize::Size4K && kmem::in_pool(leaf.phys) {
+                    // SAFETY: UTCB pages come from the pool and die with the space.
+                    unsafe { kmem::free_frame(leaf.phys) };
                 }
-                page += 4096;
+                page = at + leaf.size.bytes();
             }
         }
         crate::ioport::release(self);

@@ -101,6 +101,8 @@ fn user_address(a: u64) -> bool {
 // ThreadSwitch
 
 fn thread_switch(t: &mut Tcb) {
+    // A thread that was granted a delayed preemption gives the processor back here.
+    sched::delay_yield(t);
     let dest = ThreadId(t.frame().rdi);
     if !dest.is_nil() {
         if let Some(d) = ipc::resolve(t, dest) {
@@ -134,7 +136,10 @@ fn exchange_registers(t: &mut Tcb) {
         return exregs_fail(t, SysError::InvalidParam);
     }
     // Old values.
-    let state = ExRegsState::new(d.halted, d.state == State::Receiving, d.state == State::Sending);
+    let in_xfer = matches!(d.state, State::Locked | State::XferWait);
+    let receiving = d.state == State::Receiving || (in_xfer && !d.xfer_sender);
+    let sending = d.state == State::Sending || (in_xfer && d.xfer_sender);
+    let state = ExRegsState::new(d.halted, receiving, sending);
     let (old_sp, old_ip, old_flags) = {
         let df = d.frame();
         (df.rsp, df.rip, df.rflags)
@@ -258,6 +263,7 @@ fn delete_thread(t: &mut Tcb, dest: ThreadId) -> Result<(), SysError> {
 /// last thread, its space.
 pub fn destroy(d: &mut Tcb) {
     crate::irq::thread_deleted(d.id);
+    sched::forget(d);
     ipc::release_partners(d);
     crate::timeout::remove(d);
     sched::dequeue(d);
@@ -398,9 +404,16 @@ fn modify_thread(
     }
     // Now act.
     if moving {
-        d.space().threads -= 1;
+        let old = d.space();
+        old.threads -= 1;
         d.space = target_space;
         target_space.threads += 1;
+        if old.threads == 0 {
+            // Its last thread moved out: the space dies as if that thread were deleted.
+            // SAFETY: no thread refers to it any more, and it is not the current space
+            // (the caller runs in its own space, which still has the caller).
+            unsafe { old.destroy() };
+        }
     }
     if let Some(s) = scheduler {
         d.scheduler = s;
@@ -538,6 +551,12 @@ fn schedule_checked(t: &mut Tcb, raw: (u64, u64, u64, u64, u64)) -> Result<(Thre
             return Err(SysError::InvalidParam);
         }
     }
+    if let Some(pc) = a.preemption {
+        // A scheduler may not shield its thread from priorities above its own.
+        if pc.sensitive_prio > t.prio && !privileged(t) {
+            return Err(SysError::NoPrivilege);
+        }
+    }
     let old = (us_to_time(dest.remaining_us) as u64) << 16 | us_to_time(dest.quantum_us) as u64;
     // Check everything before changing anything.
     let timeslice = match a.time.timeslice {
@@ -572,6 +591,9 @@ fn schedule_checked(t: &mut Tcb, raw: (u64, u64, u64, u64, u64)) -> Result<(Thre
     if let Some(p) = a.priority {
         sched::set_priority(dest, p);
     }
+    if let Some(pc) = a.preemption {
+        sched::set_preemption(dest, pc.max_delay, pc.sensitive_prio);
+    }
     Ok((thread_state(dest), old))
 }
 
@@ -580,12 +602,13 @@ fn thread_state(d: &Tcb) -> ThreadState {
         _ if !d.active => ThreadState::Inactive,
         State::Ready if d.halted => ThreadState::Inactive,
         State::Ready => ThreadState::Running,
-        // Blocked in IPC: X.2's "pending send" / "waiting"; Tern never leaves a transfer
-        // in progress between two kernel entries, so "sending"/"receiving" never show.
+        // Blocked in IPC: X.2's "pending send" / "waiting"; a party of a string transfer
+        // in progress that waits for the other: "sending" / "receiving".
         State::Sending => ThreadState::PendingSend,
         State::Receiving => ThreadState::Waiting,
         State::Inactive | State::Faulted => ThreadState::Inactive,
-        State::XferWait => ThreadState::Running,
+        State::XferWait | State::Locked if d.xfer_sender => ThreadState::Sending,
+        State::XferWait | State::Locked => ThreadState::Receiving,
     }
 }
 
@@ -603,33 +626,118 @@ fn processor_control(t: &mut Tcb) -> Result<(), SysError> {
 }
 
 fn memory_control(t: &mut Tcb) {
-    // MemoryControl sets caching attributes of the fpages in MR0..k. Tern keeps the
-    // default write-back attribute for all memory and accepts only "default" (0).
-    let r = if !privileged(t) {
-        Err(SysError::NoPrivilege)
-    } else {
-        let f = t.frame();
-        let k = (f.rdx & 0x3F) as usize;
-        let attrs = [f.rcx, f.rsi, f.r8, f.r11];
-        if k >= 64 || attrs.iter().any(|&a| a != 0 && a != !0) {
-            Err(SysError::InvalidParam)
-        } else {
-            Ok(())
-        }
-    };
-    match r {
-        Ok(()) => {
-            let f = t.frame();
-            f.rax = 1;
-            f.rdx = 1;
-        }
-        Err(e) => {
-            set_error(t, e);
-            let f = t.frame();
-            f.rax = 0;
-            f.rdx = 0;
+    // MemoryControl (privileged) sets the caching attributes of the fpages in MR0..k in
+    // the caller's own page tables (docs/abi.md, "MemoryControl"). The binding passes
+    // attribute 0 in R9 (Pistachio's stub copies RCX there before `syscall` destroys
+    // RCX), attribute 1 in RSI, 2 in R8 and, with control bit 6 (Tern), 3 in R10; the
+    // fpages are read from the UTCB, where both bindings keep them. Result in RAX and RDX.
+    let r = memory_control_checked(t);
+    if let Err(e) = r {
+        set_error(t, e);
+    }
+    let ok = r.is_ok() as u64;
+    let f = t.frame();
+    f.rax = ok;
+    f.rdx = ok;
+}
+
+/// One fpage of a MemoryControl call, checked: the user range and the PAT entry.
+#[derive(Clone, Copy)]
+struct CachePlan {
+    start: u64,
+    end: u64,
+    pat: u8,
+}
+
+fn memory_control_checked(t: &mut Tcb) -> Result<(), SysError> {
+    use abi::fpage::{Fpage, FpageError};
+    use abi::syscall::{memory_attribute_selector, MemoryAttribute, MemoryControlWord};
+    use crate::arch::paging;
+
+    if !privileged(t) {
+        return Err(SysError::NoPrivilege);
+    }
+    let f = t.frame();
+    let control = MemoryControlWord::from_raw(f.rdx)?;
+    let attrs = [Some(f.r9), Some(f.rsi), Some(f.r8), control.attr3_in_r10.then_some(f.r10)];
+    let has_pat = crate::arch::cpu::features().pat;
+    // Check every fpage and its attribute before changing anything.
+    let mut plan = [None::<CachePlan>; abi::utcb::MR_COUNT];
+    {
+        let u = t.utcb().ok_or(SysError::InvalidParam)?;
+        for (i, slot) in plan.iter_mut().enumerate().take(control.last as usize + 1) {
+            let fpage = Fpage(u.mr[i]);
+            let v = match fpage.try_validate() {
+                Ok(v) => v,
+                // X.2: nil fpages (and sizes below a page, which denote nil) are no-ops.
+                Err(FpageError::Nil | FpageError::TooSmall(_)) => continue,
+                Err(_) => return Err(SysError::InvalidParam),
+            };
+            let raw = attrs[memory_attribute_selector(fpage)].ok_or(SysError::InvalidParam)?;
+            let attr = MemoryAttribute::try_from(raw)?;
+            if attr.pat_index() >= 4 && !has_pat {
+                return Err(SysError::InvalidParam);
+            }
+            if v.base() >= USER_END {
+                continue;
+            }
+            *slot = Some(CachePlan { start: v.base(), end: v.end().saturating_add(1).min(USER_END), pat: attr.pat_index() });
         }
     }
+    // The KIP and UTCB areas hold kernel pages (always write-back): they are left out.
+    let space = t.space();
+    let root = space.pml4;
+    let holes = [
+        (space.kip_base, space.kip_base + (1u64 << space.kip_log2)),
+        (space.utcb_base, space.utcb_base + if space.utcb_log2 == 0 { 0 } else { 1u64 << space.utcb_log2 }),
+    ];
+    let mut flush_caches = false;
+    for p in plan.iter().flatten() {
+        let mut pieces = [(p.start, p.end); 3];
+        let mut n = 1;
+        for &(hs, he) in &holes {
+            let mut next = [(0, 0); 3];
+            let mut m = 0;
+            for &(a, b) in &pieces[..n] {
+                if he <= a || hs >= b || hs == he {
+                    next[m] = (a, b);
+                    m += 1;
+                    continue;
+                }
+                if a < hs {
+                    next[m] = (a, hs);
+                    m += 1;
+                }
+                if he < b {
+                    next[m] = (he, b);
+                    m += 1;
+                }
+            }
+            pieces = next;
+            n = m;
+        }
+        for &(a, b) in &pieces[..n] {
+            if paging::set_cache_range(root, a, b, p.pat) > 0 && p.pat != 0 {
+                flush_caches = true;
+            }
+        }
+    }
+    if flush_caches {
+        // Lines cached write-back for memory now uncached or write-combining must not
+        // linger (the space is the current one: its TLB entries are already gone).
+        crate::arch::cpu::wbinvd();
+    }
+    if cfg!(debug_assertions) {
+        // The last fpage's first address has its attribute now (no later fpage of the
+        // call can have changed it), unless it lies in a kernel area.
+        if let Some(p) = plan.iter().flatten().last() {
+            let in_hole = holes.iter().any(|&(hs, he)| p.start >= hs && p.start < he);
+            if let (false, Some(idx)) = (in_hole, paging::cache_index_at(root, p.start)) {
+                debug_assert_eq!(idx, p.pat, "MemoryControl left {:#x} with another caching type", p.start);
+            }
+        }
+    }
+    Ok(())
 }
 
 fn unmap(t: &mut Tcb) {

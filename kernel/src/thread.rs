@@ -47,6 +47,10 @@ pub enum State {
     /// In the middle of an IPC, waiting for its partner to resolve a page fault in the
     /// partner's own space (string copy).
     XferWait = 5,
+    /// The other party of a string transfer that its partner (`xfer_peer`) is copying:
+    /// off every queue and out of reach of timeouts and other senders until the copy
+    /// ends (see `ipc::transfer_typed`).
+    Locked = 6,
 }
 
 /// A thread control block.
@@ -128,6 +132,27 @@ pub struct Tcb {
     pub help_saved_state: State,
     /// Outcome of such a request, for the asking thread.
     pub help_result: bool,
+    /// During a string transfer that may block (page faults): the other party, on both
+    /// sides; null otherwise. The copier is the running side, the other party is
+    /// `Locked`.
+    pub xfer_peer: *mut Tcb,
+    /// This thread is the sending side of that transfer.
+    pub xfer_sender: bool,
+    /// This thread copies (it is not the `Locked` side).
+    pub xfer_copier: bool,
+    /// The transfer was broken from outside: 0, or the IPC error code to end it with
+    /// (aborted by ExchangeRegisters, or the other party deleted).
+    pub xfer_error: u8,
+    /// The locked side's IPC state and fast-path mark before the transfer, restored
+    /// when it ends.
+    pub xfer_saved_state: State,
+    pub xfer_saved_fast: u8,
+    /// Delayed preemption (X.2 Schedule's PreemptionControl): maximum delay in µs (0:
+    /// none), the sensitive priority, and whether the allowance is used up (ThreadSwitch
+    /// renews it). See `sched`.
+    pub preempt_max_delay_us: u16,
+    pub preempt_sensitive: u8,
+    pub preempt_spent: bool,
 }
 
 pub(crate) static SLOTS: KCell<[u64; MAX_THREADS / 64]> = KCell::new([0; MAX_THREADS / 64]);
@@ -302,6 +327,15 @@ pub fn create(id: ThreadId, space: &mut Space, prio: u8) -> Result<&'static mut 
             help_for: core::ptr::null_mut(),
             help_saved_state: State::Inactive,
             help_result: false,
+            xfer_peer: core::ptr::null_mut(),
+            xfer_sender: false,
+            xfer_copier: false,
+            xfer_error: 0,
+            xfer_saved_state: State::Inactive,
+            xfer_saved_fast: 0,
+            preempt_max_delay_us: 0,
+            preempt_sensitive: 0,
+            preempt_spent: false,
         });
         &mut *tcb_ptr
     };

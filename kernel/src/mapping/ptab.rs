@@ -23,6 +23,11 @@
 //! Accessed status: A → referenced (and executed, if the mapping is executable: x86 does
 //! not tell reads from instruction fetches), D → written.
 //!
+//! Caching attributes (PAT/PCD/PWT, set by MemoryControl through
+//! `paging::set_cache_range`) belong to the leaf they were set on: a rights change keeps
+//! them, a split hands them to every piece, and a leaf installed by map or grant starts
+//! with the default (write-back).
+//!
 //! Page-table frames for one mapdb step come from a list of *spares* filled by
 //! [`Tables::reserve`]; tables emptied by a removal go back to the spares, so a step that
 //! frees a table and then needs one again never allocates beyond its reservation. The
@@ -497,7 +502,9 @@ impl Tables for PageTables {
     fn protect(&mut self, id: SpaceId, va: u64, size: PageSize, rights: Rights) {
         let Some((t, i, _)) = leaf_at(id, va, size) else { return };
         let e = t.entry(i);
-        let keep = e & (pte::ADDR | pte::ACCESSED | pte::DIRTY | pte::HUGE);
+        // Frame, status, page size and the caching bits (MemoryControl; the large-page
+        // PAT bit lies inside ADDR, the 4 KiB one is HUGE's place).
+        let keep = e & (pte::ADDR | pte::ACCESSED | pte::DIRTY | pte::HUGE | pte::PWT | pte::PCD);
         let fresh = leaf(0, level_of(size), rights, Rights::NONE) & !pte::HUGE;
         t.set_entry(i, keep | fresh);
         invalidate(id, va);
@@ -522,9 +529,17 @@ impl Tables for PageTables {
         let e = t.entry(i);
         let node = t.slot(i);
         let small = level - 1;
+        // The pieces keep the caching bits; the PAT bit moves from bit 12 (large page)
+        // to bit 7 in a 4 KiB leaf.
+        let pat = e & pte::PAT_LARGE != 0;
         let mut flags = e & !pte::ADDR;
         if small == 1 {
             flags &= !pte::HUGE;
+            if pat {
+                flags |= pte::PAT_4K;
+            }
+        } else if pat {
+            flags |= pte::PAT_LARGE;
         }
         let phys = phys_of(e, level);
         let child = Table { pa: take(), shadow: take() };

@@ -388,7 +388,9 @@ fn receive_buffers(c: &mut Ctx) {
     if !c.rng.percent(40) {
         return;
     }
-    let strings = c.rng.percent(50);
+    // U accepts no strings while the known finding on faulting string copies is avoided:
+    // its pages come and go (see `crate::Finding`).
+    let strings = c.rng.percent(50) && (c.space == Space::R || !crate::avoid(crate::Finding::FaultingStrings));
     let acceptor = c.window() | strings as u64;
     set_utcb(c.role, abi::utcb::br_offset(0), acceptor);
     let mut i = 1;
@@ -575,8 +577,8 @@ fn thread_control(c: &mut Ctx, r: &mut Regs) -> Option<(usize, u64, bool)> {
         2..=4 => world::UTCB_AREA + c.rng.below(16) * world::UTCB_SIZE,
         _ => c.address(),
     };
-    let (mut space, mut pager, mut utcb, mut scheduler) = (space, pager, utcb, scheduler);
-    let pool = Policy::thread_control(c.space, &mut dest, &mut space, &mut scheduler, &mut pager, &mut utcb);
+    let (mut space, mut pager, mut utcb) = (space, pager, utcb);
+    let pool = Policy::thread_control(c.space, &mut dest, &mut space, &mut pager, &mut utcb);
     r.rdi = dest;
     r.rsi = Policy::away_from_sigma0(pager, world::id_of(world::M).raw());
     r.rdx = scheduler;
@@ -744,8 +746,8 @@ impl Policy {
     }
 
     /// ThreadControl arguments; returns the pool index when `dest` is a pool thread.
-    fn thread_control(space: Space, dest: &mut u64, spec: &mut u64, scheduler: &mut u64, pager: &mut u64, utcb: &mut u64) -> Option<usize> {
-        let _ = scheduler; // any: a scheduler only decides who may call Schedule
+    fn thread_control(space: Space, dest: &mut u64, spec: &mut u64, pager: &mut u64, utcb: &mut u64) -> Option<usize> {
+        // (Any scheduler is fine: a scheduler only decides who may call Schedule.)
         if space != Space::R {
             return None; // refused anyway: U is not privileged
         }
@@ -780,16 +782,7 @@ impl Policy {
             *spec = *dest;
         }
         let recorded = SHARED.pool[k].load(Ordering::Relaxed);
-        if crate::avoid_findings() && recorded != 0 && *spec != 0 && *dest != recorded {
-            // Finding: a new version renames the thread, but senders queued on it keep the
-            // old id as their partner (and receivers waiting for the old id wait forever);
-            // the checker reports "sends to a dead partner". Name the recorded version.
-            if *spec == *dest {
-                *spec = recorded;
-            }
-            *dest = recorded;
-        }
-        if crate::avoid_findings() && *spec != 0 && *spec != *dest && recorded != 0 {
+        if crate::avoid(crate::Finding::Migration) && *spec != 0 && *spec != *dest && recorded != 0 {
             // Finding: moving an inactive thread to another space leaks its old space when
             // it was the last thread there. Only create threads in other spaces.
             *spec = *dest;
@@ -798,10 +791,10 @@ impl Policy {
     }
 
     /// The UTCB-area fpage of SpaceControl (areas whose teardown takes too long are
-    /// cut, see `crate::avoid_findings`).
+    /// cut, see `crate::Finding`).
     fn utcb_area(f: u64) -> u64 {
         let fp = Fpage(f);
-        if crate::avoid_findings() && fp.log2size() > 24 && fp.log2size() < 47 {
+        if crate::avoid(crate::Finding::HugeUtcbArea) && fp.log2size() > 24 && fp.log2size() < 47 {
             return Fpage::new(fp.base(), 24, fp.rights()).raw();
         }
         f

@@ -196,10 +196,12 @@ impl Ctx {
     pub fn typed_items(&mut self, out: &mut [u64], room: usize) -> usize {
         let mut n = 0;
         let items = 1 + self.rng.below(3) as usize;
+        // (Known finding: see `crate::Finding::FaultingStrings`.)
+        let strings = if self.space == Space::R || !crate::avoid(crate::Finding::FaultingStrings) { 25 } else { 0 };
         for i in 0..items {
             let last = i + 1 == items;
             let more = !last || self.rng.percent(5);
-            match self.rng.weighted(&[45, 15, 25, 8, 7]) {
+            match self.rng.weighted(&[45, 15, strings, 8, 7]) {
                 0 | 1 => {
                     if n + 2 > room {
                         break;
@@ -255,8 +257,9 @@ impl Ctx {
     /// Where a sent string comes from: mostly memory this thread can read.
     fn string_source(&mut self) -> u64 {
         let space = self.space;
+        let wild = if crate::avoid(crate::Finding::FaultingStrings) { 0 } else { 15 };
         let r = &mut self.rng;
-        let region = match r.weighted(&[45, 25, 15, 15]) {
+        let region = match r.weighted(&[45, 25, 15, wild]) {
             0 => world::image(),
             1 => world::sink_of(space),
             2 => world::shared_range(),
@@ -268,8 +271,13 @@ impl Ctx {
     /// A receive buffer (BR) string: in this space's sink, at its end, in the sandbox.
     pub fn string_buffer(&mut self) -> (u64, u64) {
         let sink = world::sink_of(self.space);
+        let avoid = crate::avoid(crate::Finding::FaultingStrings);
         let r = &mut self.rng;
         match r.below(6) {
+            4 | 5 if avoid => {
+                let start = sink.start + r.below(sink.len());
+                (start, r.below(sink.end - start + 1))
+            }
             0..=3 => {
                 let start = sink.start + r.below(sink.len());
                 (start, r.below(sink.end - start + 1))

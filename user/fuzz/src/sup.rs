@@ -98,6 +98,8 @@ pub struct Supervisor {
     canary_still_us: u64,
     canary_stalls: u64,
     pub victims_recreated: u64,
+    /// Victims blocked in a page fault M does not answer (bit per role).
+    stuck_victims: u32,
     /// Call count at which the next progress line is printed.
     next_progress: u64,
     /// Times a fuzzer made no progress while ready to run.
@@ -127,6 +129,7 @@ impl Supervisor {
             canary_still_us: 0,
             canary_stalls: 0,
             victims_recreated: 0,
+            stuck_victims: 0,
             next_progress: 1,
             slow: 0,
             since_victims_us: 0,
@@ -196,14 +199,17 @@ impl Supervisor {
         let entry: l4::thread::Entry = match role {
             world::CA => canary::caller,
             world::CB => canary::echo,
-            r if world::VICTIMS.contains(&r) => victim::victim_main,
             _ => calls::fuzzer_main,
         };
-        let top = world::stack_of(role).end as *mut u8;
-        // SAFETY: the role's stack is used by this role's thread only, which is not
-        // running (just created, or being restarted: its old frames are abandoned); the
-        // top 16 bytes hold the trampoline frame (see `victim::restart_point`).
-        let (sp, ip) = unsafe { l4::thread::prepare_entry(top, entry, role) };
+        let (sp, ip) = if world::VICTIMS.contains(&role) {
+            victim::prepare(role);
+            victim::restart_point(role)
+        } else {
+            let top = world::stack_of(role).end as *mut u8;
+            // SAFETY: the role's stack is used by this role's thread only, which is not
+            // running (just created, or being restarted: its old frames are abandoned).
+            unsafe { l4::thread::prepare_entry(top, entry, role) }
+        };
         let id = world::id_of(role);
         if world::space_of(role) == Space::R {
             ExRegs::new().resume().abort_send().abort_receive().sp(sp).ip(ip).apply(id).map_err(|e| failure!("ExchangeRegisters (start role {}): {:?}", role, e))?;
@@ -242,12 +248,22 @@ impl Supervisor {
             return;
         }
         let Some(role) = (0..world::ROLES).find(|&r| world::id_of(r) == from && world::space_of(r) != Space::R) else {
+            // A thread of R (named by its local id): M maps nothing in its own space. A
+            // victim stuck this way is made anew.
+            if let Some(r) = calls::Policy::role_named(Space::R, from.raw()) {
+                if world::VICTIMS.contains(&r) {
+                    self.stuck_victims |= 1 << r;
+                }
+            }
             self.faults_refused += 1;
             return;
         };
         let addr = msg.word(0).unwrap_or(0);
         let write = tag.label() & 2 != 0;
         let Some(rights) = rights_for(world::space_of(role), addr, write) else {
+            if world::VICTIMS.contains(&role) {
+                self.stuck_victims |= 1 << role;
+            }
             self.faults_refused += 1;
             return;
         };
@@ -350,7 +366,8 @@ impl Supervisor {
         for role in world::VICTIMS {
             let id = world::id_of(role);
             let alive = matches!(thread::state_of(id), Ok(s) if s != abi::syscall::ThreadState::Inactive);
-            if !alive {
+            if !alive || self.stuck_victims & (1 << role) != 0 {
+                self.stuck_victims &= !(1 << role);
                 self.victims_recreated += 1;
                 self.recreate(role);
             }

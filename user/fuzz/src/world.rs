@@ -137,7 +137,7 @@ pub struct Shared {
     pub seed: AtomicU64,
     /// `trace_from` argument: calls numbered from here on are printed (0: none).
     pub trace_from: AtomicU64,
-    /// Non-zero: keep away from the known findings (see `crate::avoid_findings`).
+    /// The known findings to keep away from (bits of `crate::Finding`).
     pub avoid: AtomicU64,
     /// Calls made by all fuzzers (numbers every call).
     pub total: AtomicU64,
@@ -182,7 +182,7 @@ pub static SHARED: Shared = Shared {
     stop: AtomicU64::new(0),
     seed: AtomicU64::new(0),
     trace_from: AtomicU64::new(0),
-    avoid: AtomicU64::new(1),
+    avoid: AtomicU64::new(0),
     total: AtomicU64::new(0),
     ids: [const { AtomicU64::new(0) }; ROLES],
     pool: [const { AtomicU64::new(0) }; POOL],

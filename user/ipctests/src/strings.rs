@@ -59,6 +59,10 @@ pub fn run(r: &mut Runner) {
     r.check("xfer-timeout-sender-current-code", || {
         x.as_ref().map_err(Msg::clone)?.sender()
     });
+    r.check("receive-timeout-does-not-cut-a-transfer", receive_timeout_in_transfer);
+    r.check("abort-during-transfer-both-aborted", abort_in_transfer);
+    r.check("copier-deleted-during-transfer-partner-not-exist", copier_deleted);
+    r.check("helping-partner-deleted-copier-not-exist", helper_deleted);
 }
 
 /// A page of bytes.
@@ -567,4 +571,133 @@ fn xfer_timeout() -> Result<Xfer, Msg> {
         sender: l.get(OUT),
         sender_time: l.get(T1).saturating_sub(l.get(T0)),
     })
+}
+
+/// Never answered by the pager thread (outside the image): a copy touching it waits
+/// until its transfer timeout.
+const STUCK: u64 = 0x7000_0000;
+
+/// Starts a child that sends 64 bytes from [`STUCK`] to the main thread after 30 ms
+/// with transfer timeouts of `xfer_ms`, and sets up the main thread's buffer for it.
+fn stuck_sender(space: &mut Space, xfer_ms: u64) -> Result<Thread, Msg> {
+    jobs::clear_all();
+    DST.clear();
+    let l = lane(0);
+    l.set(PARAM, main_id().raw());
+    l.set(w::SRC, STUCK);
+    l.set(w::LEN, 64);
+    l.set(w::XFER, tmo(ms(xfer_ms), ms(xfer_ms)).0);
+    l.set(w::DELAY, 30_000);
+    let c = space.spawn(tx_job, 0, PRIO)?;
+    let (brs, n) = buffers(&[(512, &[DST.addr()], false)]);
+    set_brs(Acceptor::STRINGS.raw(), &brs[..n]);
+    l4::utcb::set_xfer_timeouts(tmo(ms(xfer_ms), ms(xfer_ms)));
+    Ok(c)
+}
+
+/// Undoes the main thread's settings of [`stuck_sender`].
+fn unset_buffers() {
+    set_brs(0, &[]);
+    l4::utcb::set_xfer_timeouts(Timeouts(0));
+}
+
+/// A root thread that deletes PARAM after DELAY µs (lane `i`); OUT: 1 deleted, 2 refused.
+fn deleter_job(i: usize) {
+    let l = lane(i);
+    let _ = l4::ipc::sleep(Time::Period { us: l.get(w::DELAY).max(1) });
+    let r = l4::thread::delete_thread(ThreadId(l.get(PARAM)));
+    l.set(OUT, if r.is_ok() { 1 } else { 2 });
+}
+
+/// Starts [`deleter_job`] on lane 1 for `victim` after `after_us`.
+fn deleter(victim: ThreadId, after_us: u64) -> Result<Thread, Msg> {
+    let l = lane(1);
+    l.set(PARAM, victim.raw());
+    l.set(w::DELAY, after_us);
+    Thread::spawn(deleter_job, 1, PRIO + 2)
+}
+
+/// The main thread waits with a 100 ms receive timeout; the sender arrives at 30 ms and
+/// its copy waits 300 ms for a page that never comes: the receive ends with the
+/// transfer timeout (partner's space), not with the receive timeout.
+fn receive_timeout_in_transfer() -> Check {
+    let mut space = Space::new()?;
+    let c = stuck_sender(&mut space, 300)?;
+    let t0 = now();
+    let r = wire::ipc(ThreadId::NIL, c.id(), tmo(Time::Never, ms(100)), MsgTag::NIL);
+    let dt = now() - t0;
+    unset_buffers();
+    ensure!(
+        wait_until(2_000_000, || lane(0).get(OUT) != 0),
+        "the child's send did not return"
+    );
+    expect_err(r.outcome(), IpcErrorCode::XferTimeoutPartner, Phase::Receive)?;
+    ensure!(dt >= 300_000, "the receive ended after {} µs, before the 300 ms transfer timeout", dt);
+    expect_err(lane(0).get(OUT), IpcErrorCode::XferTimeoutCurrent, Phase::Send)
+}
+
+/// The sender's copy waits for a page (5 s transfer timeout); 200 ms in, a watchdog
+/// aborts the main thread's receive: both IPCs end with "aborted" at once.
+fn abort_in_transfer() -> Check {
+    let mut space = Space::new()?;
+    let c = stuck_sender(&mut space, 5_000)?;
+    let dog = Watchdog::arm(main_id(), 200_000)?;
+    let t0 = now();
+    let r = wire::ipc(ThreadId::NIL, c.id(), tmo(Time::Never, LONG), MsgTag::NIL);
+    let dt = now() - t0;
+    let fired = dog.disarm();
+    unset_buffers();
+    ensure!(fired, "the watchdog did not fire: the receive ended first ({})", Shown(r.outcome()));
+    ensure!(dt < 1_000_000, "the aborted receive took {} µs to end", dt);
+    expect_err(r.outcome(), IpcErrorCode::Aborted, Phase::Receive)?;
+    ensure!(
+        wait_until(1_000_000, || lane(0).get(OUT) != 0),
+        "the sender's IPC did not end within 1 s of the abort"
+    );
+    expect_err(lane(0).get(OUT), IpcErrorCode::Aborted, Phase::Send)
+}
+
+/// The sender copies and waits for a page; 200 ms in, another thread deletes it: the
+/// main thread's receive ends with "non-existing partner".
+fn copier_deleted() -> Check {
+    let mut space = Space::new()?;
+    let mut c = stuck_sender(&mut space, 5_000)?;
+    let mut d = deleter(c.id(), 200_000)?;
+    let dog = Watchdog::arm(main_id(), 4_000_000)?;
+    let r = wire::ipc(ThreadId::NIL, c.id(), tmo(Time::Never, LONG), MsgTag::NIL);
+    let fired = dog.disarm();
+    unset_buffers();
+    ensure!(d.wait_done(1_000_000), "the deleter did not finish");
+    let _ = d.delete();
+    ensure!(lane(1).get(OUT) == 1, "the deleter could not delete the sender");
+    ensure!(c.deleted_elsewhere(), "the sender still exists after its deletion");
+    ensure!(!fired, "the receive did not end after the sender's deletion (watchdog: {})", Shown(r.outcome()));
+    expect_err(r.outcome(), IpcErrorCode::NotExist, Phase::Receive)
+}
+
+/// The main thread sends and copies; the child's buffer page never comes, so the child
+/// (asked to fault it in) waits for its pager. 200 ms in, another thread deletes the
+/// child: the main thread's send ends with "non-existing partner".
+fn helper_deleted() -> Check {
+    jobs::clear_all();
+    SRC.fill(0, 300, 0xA0);
+    rx_lane(0, main_id(), Acceptor::STRINGS, &[(1024, &[STUCK], false)]);
+    let l = lane(0);
+    l.set(w::XFER, tmo(ms(5_000), ms(5_000)).0);
+    let mut space = Space::new()?;
+    let mut c = space.spawn(rx_job, 0, PRIO)?;
+    ensure!(wait_blocked(c.id(), true, 2_000_000), "the child never waited");
+    l4::utcb::set_xfer_timeouts(tmo(ms(5_000), ms(5_000)));
+    let mut d = deleter(c.id(), 200_000)?;
+    let (item, n) = string_item(300, &[SRC.addr()], false, false);
+    let dog = Watchdog::arm(main_id(), 4_000_000)?;
+    let out = send(c.id(), &[], &item[..n]);
+    let fired = dog.disarm();
+    l4::utcb::set_xfer_timeouts(Timeouts(0));
+    ensure!(d.wait_done(1_000_000), "the deleter did not finish");
+    let _ = d.delete();
+    ensure!(lane(1).get(OUT) == 1, "the deleter could not delete the receiver");
+    ensure!(c.deleted_elsewhere(), "the receiver still exists after its deletion");
+    ensure!(!fired, "the send did not end after the receiver's deletion (watchdog: {})", Shown(out));
+    expect_err(out, IpcErrorCode::NotExist, Phase::Send)
 }

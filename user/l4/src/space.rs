@@ -56,8 +56,9 @@ pub fn unmap(fpages: &mut [Fpage], flush: bool) -> Result<u64, TooMany> {
 }
 
 /// MemoryControl (privileged): applies attribute `attributes[i]` to the fpages whose
-/// attribute selector (the fpage's low two bits, in place of the rights) is `i`. An empty
-/// list or more than 64 fpages is refused before the call, as an invalid parameter.
+/// attribute selector (the fpage's low two bits, in place of the rights) is `i`, in the
+/// caller's own page tables. An empty list or more than 64 fpages is refused before the
+/// call, as an invalid parameter. Attribute 3 is passed the Tern way (control bit 6).
 pub fn memory_control(fpages: &[Fpage], attributes: [u64; 4]) -> Result<(), Error> {
     if fpages.is_empty() || fpages.len() > MR_COUNT {
         return Err(Error::Sys(abi::error::SysError::InvalidParam));
@@ -67,7 +68,13 @@ pub fn memory_control(fpages: &[Fpage], attributes: [u64; 4]) -> Result<(), Erro
     }
     utcb::set_error_code(0);
     error::from_flag(syscall::memory_control(
-        (fpages.len() - 1) as u64,
+        (fpages.len() - 1) as u64 | abi::syscall::MemoryControlWord::ATTR3_IN_R10,
         attributes,
     ))
+}
+
+/// Sets the caching attribute of the caller's mappings inside `fpage` (its rights field
+/// is ignored): X.2's `L4_Set_PageAttribute`.
+pub fn set_page_attribute(fpage: Fpage, attribute: abi::syscall::MemoryAttribute) -> Result<(), Error> {
+    memory_control(&[fpage.with_rights(abi::fpage::Rights::NONE)], [attribute as u64, 0, 0, 0])
 }

@@ -262,12 +262,13 @@ pub fn processor_control(
     .0
 }
 
-/// MemoryControl with Pistachio's binding registers: RDX control, RCX / RSI / R8 / R11
-/// attributes 0..3, MR0..MR7 in R9 RAX RBX R10 R12..R15 (loaded from the UTCB), RDI the
-/// UTCB pointer; returns RAX (1 success, 0 failure).
-///
-/// Note: `syscall` itself overwrites RCX and R11, so attributes 0 and 3 reach a kernel
-/// whose stub is a bare `syscall` only if the stub saves them first.
+/// MemoryControl with Pistachio's binding registers as that binding really loads them:
+/// RDX control, RCX / RSI / R8 / R11 attributes 0..3, R9 a copy of attribute 0 (the
+/// binding copies RCX into R9 after loading attribute 0 there), RAX RBX R12..R15 MR1, MR2,
+/// MR4..MR7 (loaded from the UTCB), RDI the UTCB pointer — plus, for Tern, attribute 3 in
+/// R10 (which the kernel reads only with control bit 6, `MemoryControlWord::ATTR3_IN_R10`;
+/// `syscall` destroys RCX and R11). The fpages themselves are read from the UTCB.
+/// Returns RAX (1 success, 0 failure; RDX holds the same).
 pub fn memory_control(control: u64, attributes: [u64; 4]) -> u64 {
     let stub = kip::get().syscalls.memory_control;
     let mr0 = utcb::my_local_id().raw();
@@ -281,10 +282,9 @@ pub fn memory_control(control: u64, attributes: [u64; 4]) -> u64 {
             "push rbx",
             "push rbp",
             "push rax",
-            "mov r9, [rdi]",
+            "mov r9, rcx",
             "mov rax, [rdi + 8]",
             "mov rbx, [rdi + 16]",
-            "mov r10, [rdi + 24]",
             "mov r12, [rdi + 32]",
             "mov r13, [rdi + 40]",
             "mov r14, [rdi + 48]",
@@ -299,8 +299,9 @@ pub fn memory_control(control: u64, attributes: [u64; 4]) -> u64 {
             inout("rcx") attributes[0] => _,
             inout("rsi") attributes[1] => _,
             inout("r8") attributes[2] => _,
+            inout("r10") attributes[3] => _,
             inout("r11") attributes[3] => _,
-            out("r9") _, out("r10") _, out("r12") _, out("r13") _, out("r14") _, out("r15") _,
+            out("r9") _, out("r12") _, out("r13") _, out("r14") _, out("r15") _,
         )
     };
     result

@@ -152,3 +152,29 @@ pub fn set_virtual_sender(id: ThreadId) {
 pub fn intended_receiver() -> ThreadId {
     ThreadId(read(layout::INTENDED_RECEIVER))
 }
+
+/// The PreemptFlags byte of the running thread's UTCB (`abi::utcb::PREEMPT_*` bits).
+pub fn preempt_flags() -> u8 {
+    // SAFETY: the byte lies inside the running thread's own UTCB (see `read`).
+    unsafe { core::ptr::read_volatile(word(layout::PREEMPT_FLAGS) as *const u8) }
+}
+
+/// Sets the PreemptFlags byte (the CopFlags byte next to it is left alone).
+pub fn set_preempt_flags(flags: u8) {
+    // SAFETY: as in `preempt_flags`; the byte is user-writable.
+    unsafe { core::ptr::write_volatile(word(layout::PREEMPT_FLAGS) as *mut u8, flags) }
+}
+
+/// Asks for (`true`) or ends (`false`) delayed preemption: while the `d` flag is set, a
+/// preemption by threads up to the sensitive priority Schedule gave this thread is
+/// deferred for up to its maximum delay, and the kernel sets the pending flag.
+pub fn set_delay_preemption(on: bool) {
+    let f = preempt_flags();
+    set_preempt_flags(if on { f | layout::PREEMPT_DELAYED } else { f & !layout::PREEMPT_DELAYED });
+}
+
+/// Whether the kernel deferred a preemption of this thread (the pending flag `I`); the
+/// thread should call ThreadSwitch soon, which clears it.
+pub fn preemption_pending() -> bool {
+    preempt_flags() & layout::PREEMPT_PENDING != 0
+}

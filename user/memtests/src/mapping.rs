@@ -572,6 +572,44 @@ fn port_with_fpage() -> Result<[Check; 2], Why> {
     Ok([works, revoked])
 }
 
+/// Whether `c`'s read of port 0x80 works (finishes without an I/O page fault).
+fn port_works(c: &Child) -> Result<bool, Why> {
+    clear_faults();
+    c.begin(lab::cmd::IN, &[0x80])?;
+    let r = c.wait_for(Time::Period { us: 300_000 });
+    Ok(r.is_ok() && lab::io_faults().0 == 0)
+}
+
+/// Port 0x80 passed on root → b → c. Unmap (without flush) by b takes it from c but
+/// not from b; unmap by the root then takes it from b.
+fn port_recursive() -> Result<[Check; 3], Why> {
+    let port = Fpage::from(IoFpage::new(0x80, 0, Rights::RW));
+    let got = lab::sigma0_request(port, Fpage::complete(Rights::NONE))?;
+    if got.is_nil() {
+        fail!("σ0 refused port 0x80");
+    }
+    let b = Child::new()?;
+    let c = Child::new()?;
+    let code = give(&b, port, 0, anywhere_window(), false)?;
+    if code != 0 {
+        fail!("b did not receive the port: {:#x}", code);
+    }
+    pass(&b, &c, port, 0, anywhere_window(), false)?;
+    let second = port_works(&c)?;
+    let passed = if second { Ok(()) } else { Err(Why::new(format_args!("c's port read faulted"))) };
+    b.unmap(port, false)?;
+    let (c_lost, b_kept) = (!port_works(&c)?, port_works(&b)?);
+    let middle = if c_lost && b_kept {
+        Ok(())
+    } else {
+        Err(Why::new(format_args!("after b's unmap: c lost the port: {}, b kept it: {}", c_lost, b_kept)))
+    };
+    unmap(port, false)?;
+    let b_lost = !port_works(&b)?;
+    let root = if b_lost { Ok(()) } else { Err(Why::new(format_args!("after the root's unmap b still reads the port"))) };
+    Ok([passed, middle, root])
+}
+
 /// Many map/unmap cycles leave kernel memory where it was.
 fn cycles(n: u64) -> Check {
     let p = test_page(0xDDDD)?;
@@ -676,6 +714,14 @@ pub fn run(s: &mut Suite) {
             s.report("io::flushed-port-faults-again", b);
         }
         Err(e) => s.report("io::port-with-fpage-works", Err(e)),
+    }
+    match port_recursive() {
+        Ok([a, b, c]) => {
+            s.report("io::port-passed-on-works-at-second-level", a);
+            s.report("io::unmap-revokes-ports-below-not-own", b);
+            s.report("io::unmap-by-root-revokes-from-first-level", c);
+        }
+        Err(e) => s.report("io::port-passed-on-works-at-second-level", Err(e)),
     }
     s.report("memory::100000-map-unmap-cycles-no-leak", cycles(100_000));
 }

@@ -15,8 +15,10 @@
 //! | `thread_checks` | ThreadControl, start protocol, ExchangeRegisters            |
 //! | `ipc_checks`    | send / receive / call / reply, timeouts, IPC errors         |
 //! | `sched_checks`  | Schedule, priorities, timeslices, ThreadSwitch              |
+//! | `preempt_checks`| delayed preemption (PreemptionControl, UTCB PreemptFlags)   |
 //! | `fpu_checks`    | XMM / YMM state isolation between threads                   |
 //! | `space_checks`  | SpaceControl, an unprivileged space, Unmap, privilege       |
+//! | `memctl_checks` | MemoryControl: caching attributes, its argument checks      |
 //! | `stress`        | 10,000 threads created and deleted without a leak           |
 
 #![no_std]
@@ -33,6 +35,8 @@ mod workers;
 mod fpu_checks;
 mod ipc_checks;
 mod kip_checks;
+mod memctl_checks;
+mod preempt_checks;
 mod sched_checks;
 mod space_checks;
 mod stress;
@@ -62,8 +66,10 @@ fn main() {
     thread_checks::run(&mut s);
     ipc_checks::run(&mut s);
     sched_checks::run(&mut s);
+    preempt_checks::run(&mut s);
     fpu_checks::run(&mut s);
     space_checks::run(&mut s);
+    memctl_checks::run(&mut s);
     stress::run(&mut s);
     s.finish()
 }

@@ -3,7 +3,9 @@
 //! Boot enables every protection the processor offers: SMEP, SMAP, UMIP, NX (already on
 //! from the entry code), write protection in ring 0, global pages, PCID and FSGSBASE
 //! where present, and OSFXSR/OSXSAVE so user threads can use SSE/AVX (the kernel itself
-//! is built soft-float and never touches vector registers).
+//! is built soft-float and never touches vector registers). It also programs the page
+//! attribute table (IA32_PAT) with the layout `abi::syscall::PAT_LAYOUT`, which
+//! MemoryControl's caching attributes select through the PAT/PCD/PWT bits of leaves.
 
 use core::arch::x86_64::{__cpuid, __cpuid_count, _rdtsc};
 
@@ -66,6 +68,8 @@ pub struct Features {
     pub xsave: bool,
     pub page1g: bool,
     pub invariant_tsc: bool,
+    /// Page attribute table (CPUID.1:EDX bit 16).
+    pub pat: bool,
     /// XCR0 bits the processor supports (x87, SSE, AVX, opmask, ZMM, ...).
     pub xcr0_supported: u64,
     /// Size of the XSAVE area for all supported components.
@@ -85,6 +89,7 @@ static FEATURES: KCell<Features> = KCell::new(Features {
     xsave: false,
     page1g: false,
     invariant_tsc: false,
+    pat: false,
     xcr0_supported: 0,
     xsave_size: 512,
 });
@@ -109,6 +114,7 @@ pub fn detect() {
         f.x2apic = l1.ecx & (1 << 21) != 0;
         f.tsc_deadline = l1.ecx & (1 << 24) != 0;
         f.xsave = l1.ecx & (1 << 26) != 0;
+        f.pat = l1.edx & (1 << 16) != 0;
         if l0.eax >= 7 {
             let l7 = __cpuid_count(7, 0);
             f.fsgsbase = l7.ebx & 1 != 0;
@@ -193,6 +199,9 @@ pub fn enable_protections() {
         let size = __cpuid_count(0xD, 0).ebx;
         FEATURES.get_mut().xsave_size = size;
     }
+    if f.pat {
+        program_pat();
+    }
     // CR0: clear EM, set MP and NE (native FPU error reporting), set TS (lazy FPU).
     let mut c0: u64;
     // SAFETY: reading CR0 has no side effects.
@@ -201,6 +210,34 @@ pub fn enable_protections() {
     c0 |= (1 << 1) | (1 << 5) | (1 << 3);
     // SAFETY: standard FPU configuration; TS makes the first FPU use trap (#NM).
     unsafe { core::arch::asm!("mov cr0, {}", in(reg) c0, options(nostack, preserves_flags)) };
+}
+
+/// The IA32_PAT value: entry i holds `abi::syscall::PAT_LAYOUT[i]`.
+pub const PAT_VALUE: u64 = {
+    let mut v = 0u64;
+    let mut i = 0;
+    while i < 8 {
+        v |= (abi::syscall::PAT_LAYOUT[i] as u64) << (8 * i);
+        i += 1;
+    }
+    v
+};
+
+/// Programs IA32_PAT. Entries 0..3 keep their reset values (WB, WT, UC-, UC), so every
+/// mapping made before (none uses the PAT bit) keeps its memory type; no leaf selects
+/// entries 4..7 yet, so no cached data of another type exists for them.
+fn program_pat() {
+    // SAFETY: the PAT MSR exists (CPUID checked by the caller); the value holds only
+    // valid memory types (0, 1, 4, 5, 6, 7) and leaves entries 0..3 as they were.
+    unsafe { wrmsr(msr::PAT, PAT_VALUE) };
+}
+
+/// Writes back and invalidates all caches (after a page became uncached or
+/// write-combining, so that no line of another memory type lingers for it).
+pub fn wbinvd() {
+    // SAFETY: WBINVD only writes dirty lines back and empties the caches; memory contents
+    // are unchanged. Ring 0 only, which the kernel is.
+    unsafe { core::arch::asm!("wbinvd", options(nostack, preserves_flags)) };
 }
 
 /// Sets CR0.TS so that the next FPU instruction raises #NM.

@@ -11,8 +11,17 @@
 //! and reads translations. The kernel half (PML4 slots 256..511) points to tables shared
 //! by all.
 //!
+//! Caching attributes (MemoryControl) live in leaves only, as a PAT entry index (see
+//! `cpu::PAT_VALUE`) spread over three bits whose places differ by page size:
+//!
+//! ```text
+//!   4 KiB leaf:  PAT = bit 7   PCD = bit 4   PWT = bit 3     index = PAT<<2 | PCD<<1 | PWT
+//!   2 MiB/1 GiB: PAT = bit 12  PCD = bit 4   PWT = bit 3     (bit 7 is PS there)
+//! ```
+//!
 //! # Invariants
-//! - Intermediate entries for user addresses have U, W and P set (rights live in leaves).
+//! - Intermediate entries for user addresses have U, W and P set (rights live in leaves),
+//!   and never PAT, PCD or PWT.
 //! - A user-half table frame is referenced by exactly one parent entry.
 
 use super::layout::{phys_to_virt, USER_END};
@@ -30,6 +39,10 @@ pub mod pte {
     pub const HUGE: u64 = 1 << 7;
     pub const GLOBAL: u64 = 1 << 8;
     pub const NX: u64 = 1 << 63;
+    /// PAT bit of a 4 KiB leaf (the PS bit's place in upper levels).
+    pub const PAT_4K: u64 = 1 << 7;
+    /// PAT bit of a 2 MiB or 1 GiB leaf (lowest address bit of a 4 KiB frame).
+    pub const PAT_LARGE: u64 = 1 << 12;
     /// Physical-address bits of an entry.
     pub const ADDR: u64 = 0x000F_FFFF_FFFF_F000;
 }
@@ -146,6 +159,35 @@ pub fn translate(root: u64, va: u64) -> Option<Leaf> {
     None
 }
 
+/// The first present leaf that maps an address in `[va, end)`: its first address and
+/// the leaf (physical address of its start). Absent tables are skipped whole, so the
+/// cost grows with the tables present, not with the size of the range.
+pub fn next_leaf(root: u64, mut va: u64, end: u64) -> Option<(u64, Leaf)> {
+    'range: while va < end {
+        let mut t = root;
+        for lvl in (1..=4).rev() {
+            let span = 1u64 << (12 + 9 * (lvl - 1));
+            // SAFETY: `t` is a live table frame reached through present entries.
+            let e = unsafe { *table(t).add(index(va, lvl)) };
+            if e & pte::PRESENT == 0 {
+                va = (va & !(span - 1)).checked_add(span)?;
+                continue 'range;
+            }
+            if lvl == 1 || (lvl <= 3 && e & pte::HUGE != 0) {
+                let size = match lvl {
+                    1 => PageSize::Size4K,
+                    2 => PageSize::Size2M,
+                    _ => PageSize::Size1G,
+                };
+                let phys = e & pte::ADDR & !(span - 1);
+                return Some((va & !(span - 1), Leaf { phys, size, flags: e & !pte::ADDR }));
+            }
+            t = e & pte::ADDR;
+        }
+    }
+    None
+}
+
 /// Removes the leaf mapping `va` and returns it (with its accessed/dirty bits).
 pub fn unmap(root: u64, va: u64) -> Option<Leaf> {
     let leaf = translate(root, va)?;
@@ -208,4 +250,91 @@ pub fn free_table_if_empty(root: u64, va: u64) {
             kmem::free_frame(pt);
         }
     }
+}
+
+/// The caching bits of a leaf of `size` that select PAT entry `index` (0..7).
+pub const fn cache_bits(index: u8, size: PageSize) -> u64 {
+    let pat = match size {
+        PageSize::Size4K => pte::PAT_4K,
+        _ => pte::PAT_LARGE,
+    };
+    (if index & 1 != 0 { pte::PWT } else { 0 })
+        | (if index & 2 != 0 { pte::PCD } else { 0 })
+        | (if index & 4 != 0 { pat } else { 0 })
+}
+
+/// All caching bits of a leaf of `size`.
+pub const fn cache_mask(size: PageSize) -> u64 {
+    cache_bits(7, size)
+}
+
+/// The PAT entry a leaf `e` of `size` selects.
+pub const fn cache_index(e: u64, size: PageSize) -> u8 {
+    let pat = match size {
+        PageSize::Size4K => pte::PAT_4K,
+        _ => pte::PAT_LARGE,
+    };
+    (e & pte::PWT != 0) as u8 | ((e & pte::PCD != 0) as u8) << 1 | ((e & pat != 0) as u8) << 2
+}
+
+/// Gives every present leaf of the user page tables under `root` that intersects
+/// `[start, end)` the caching bits of PAT entry `pat_index` (a large page partly inside takes
+/// them as a whole: memory types are per hardware page). Returns how many leaves
+/// changed. Their TLB entries are invalidated if `root` is the loaded address space;
+/// otherwise the caller must have the space flushed before it runs.
+///
+/// Only leaf bits change: no table is created or freed, so the mapping database's
+/// shadow tables stay as they are.
+pub fn set_cache_range(root: u64, start: u64, end: u64, pat_index: u8) -> usize {
+    let end = end.min(USER_END);
+    let current = read_cr3() & pte::ADDR == root;
+    let mut changed = 0;
+    let mut va = start;
+    'next: while va < end {
+        let mut t = root;
+        for lvl in (1..=4).rev() {
+            let span = 1u64 << (12 + 9 * (lvl - 1));
+            // SAFETY: `t` is a live table frame reached through present entries (from the
+            // space's PML4); the index is < 512.
+            let entry = unsafe { table(t).add(index(va, lvl)) };
+            // SAFETY: as above.
+            let e = unsafe { *entry };
+            let skip = (va & !(span - 1)) + span;
+            if e & pte::PRESENT == 0 {
+                va = skip;
+                continue 'next;
+            }
+            let size = match lvl {
+                1 => Some(PageSize::Size4K),
+                2 if e & pte::HUGE != 0 => Some(PageSize::Size2M),
+                3 if e & pte::HUGE != 0 => Some(PageSize::Size1G),
+                _ => None,
+            };
+            if let Some(size) = size {
+                let new = (e & !cache_mask(size)) | cache_bits(pat_index, size);
+                if new != e {
+                    // SAFETY: rewriting the caching bits of a present user leaf of the
+                    // space; frame and rights stay, so no mapping changes.
+                    unsafe { *entry = new };
+                    if current {
+                        invlpg(va & !(span - 1));
+                    }
+                    changed += 1;
+                }
+                va = skip;
+                continue 'next;
+            }
+            t = e & pte::ADDR;
+        }
+        break;
+    }
+    changed
+}
+
+/// The PAT entry the leaf mapping `va` selects, if `va` is mapped.
+pub fn cache_index_at(root: u64, va: u64) -> Option<u8> {
+    let leaf = translate(root, va)?;
+    let entry = walk(root, va, leaf.size.level(), false, 0).ok().flatten()?;
+    // SAFETY: `entry` points at the present leaf found above.
+    Some(cache_index(unsafe { *entry }, leaf.size))
 }
