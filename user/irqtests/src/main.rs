@@ -6,6 +6,7 @@
 //! | (here)      | σ0 hands out I/O ports                                              |
 //! | `mechanism` | attach/detach/re-attach, sender id, masking while in service, one delivery after the acknowledgement, no loss under a burst, privilege, I/O page faults |
 //! | `drivers`   | the UART driver (loopback echo, timeouts, large writes) and the RTC service (date, alarm), each in its own space |
+//! | `rootsvc`   | the root-task protocol as `drvkit::rootsrv` serves it (the root task's code): attach/detach through the root task, refusals, lookup, register, list, ports, power off |
 //! | `bench`     | `irq_rt`: device interrupt → user handler → acknowledging reply     |
 //!
 //! Each check prints `TERN-TEST ok|FAIL irq::<name>`; the program ends with
@@ -27,6 +28,7 @@ mod drivers;
 mod env;
 mod harness;
 mod mechanism;
+mod rootsvc;
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
@@ -100,6 +102,7 @@ fn main() {
     r.check("sigma0-grants-io-ports", ports_from_sigma0);
     mechanism::run(&mut r);
     drivers::run(&mut r);
+    rootsvc::run(&mut r);
     bench::run(&mut r);
     r.finish()
 }

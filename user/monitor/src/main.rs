@@ -160,11 +160,29 @@ impl Monitor {
             "interrupt threads: numbers 0..{} (one per interrupt line)",
             ti.system_base
         );
-        let _ = writeln!(o, "{:<12} {:<22} {:<9} space", "thread", "name", "state");
+        let _ = writeln!(o, "{:<12} {:<22} {:<9} space / holds", "thread", "name", "state");
         let row = |o: &mut Out, id: ThreadId, name: &str, space: &str| {
             let mut num = Text::new();
             let _ = write!(num, "{}.{}", id.number(), id.version());
             let _ = writeln!(o, "{:<12} {:<22} {:<9} {}", num.as_str(), name, presence(id), space);
+        };
+        // What a registry entry holds: "own", or "(name of ...)", then IRQs and ports.
+        let holds = |h: Option<root::Holdings>| {
+            let mut t = Text::new();
+            let Some(h) = h else {
+                let _ = write!(t, "own");
+                return t;
+            };
+            let _ = write!(t, "{}", if h.kind == root::Kind::Program { "own" } else { "(alias)" });
+            for n in 0..64 {
+                if h.lines & (1 << n) != 0 {
+                    let _ = write!(t, " irq{}", n);
+                }
+            }
+            for p in h.ports.iter().flatten() {
+                let _ = write!(t, " io{:#x}+{}", p.port(), p.count());
+            }
+            t
         };
         row(
             &mut o,
@@ -179,7 +197,7 @@ impl Monitor {
             match root::list(i) {
                 Ok(Some(p)) => {
                     let name = core::str::from_utf8(p.name.as_slice()).unwrap_or("?");
-                    row(&mut o, p.id, name, "own");
+                    row(&mut o, p.id, name, holds(p.holdings).as_str());
                     listed += 1;
                 }
                 Ok(None) => break,
@@ -192,7 +210,7 @@ impl Monitor {
         let me = l4::utcb::my_global_id();
         let _ = writeln!(
             o,
-            "this monitor is thread {}.{}; {} program(s) from the root task's registry",
+            "this monitor is thread {}.{}; {} entries from the root task's registry",
             me.number(),
             me.version(),
             listed

@@ -7,6 +7,7 @@
 
 use abi::fpage::{Fpage, IoFpage, Rights};
 use abi::msg::{label, MapItem};
+use drvkit::rootsrv::{Host, RootService};
 use abi::thread_id::ThreadId;
 use abi::time::Time;
 use bootfmt::cpio::Archive;
@@ -15,6 +16,16 @@ use l4::ipc::{self, Msg, Received};
 use l4::println;
 
 use crate::sigma0::{self, WINDOW};
+
+/// What [`Loader::serve_fault`] made of a message.
+pub enum Fault {
+    /// A page fault or I/O page fault of a program, answered.
+    Served,
+    /// A fault that could not be served: the program (this thread) was stopped.
+    Stopped(ThreadId),
+    /// Not a fault of a program of this task.
+    Other,
+}
 
 /// Most programs started.
 const MAX_PROGRAMS: usize = 16;
@@ -90,8 +101,9 @@ impl Loader {
         self.programs.iter().flatten().count()
     }
 
-    /// Starts every program module of the archive, in archive order.
-    pub fn start_all(&mut self, archive: &Archive<'static>) {
+    /// Starts every program module of the archive, in archive order, entering each in
+    /// the registry of `service` before it runs.
+    pub fn start_all<H: Host>(&mut self, archive: &Archive<'static>, service: &mut RootService<H>) {
         for entry in archive.entries() {
             let Ok(entry) = entry else {
                 println!("roottask: the boot archive is damaged; stopping there");
@@ -109,14 +121,14 @@ impl Loader {
             } else {
                 println!("roottask: starting {} (arguments: {})", entry.name, args);
             }
-            if let Err(why) = self.start(entry.name, entry.data) {
+            if let Err(why) = self.start(entry.name, entry.data, service) {
                 println!("roottask: cannot start {}: {}", entry.name, why);
             }
         }
     }
 
-    /// Loads `elf` into a new space and starts its thread.
-    fn start(&mut self, name: &str, elf: &[u8]) -> Result<(), Failure> {
+    /// Loads `elf` into a new space, enters it in the registry and starts its thread.
+    fn start<H: Host>(&mut self, name: &str, elf: &[u8], service: &mut RootService<H>) -> Result<(), Failure> {
         if self.nprograms == MAX_PROGRAMS {
             return Err("too many programs");
         }
@@ -139,12 +151,17 @@ impl Loader {
             name_len: name.len().min(32),
         };
         p.name[..p.name_len].copy_from_slice(&name.as_bytes()[..p.name_len]);
+        if service.add_program(thread, name).is_err() {
+            self.npages = first_page;
+            return Err("its name is taken or not a program name, or the registry is full");
+        }
         self.programs[index] = Some(p);
         self.nprograms += 1;
         let made = make_thread(thread, self.me, elf.entry());
         if made.is_err() {
             self.programs[index] = None;
             self.npages = first_page;
+            service.forget(thread);
         }
         made
     }
@@ -207,26 +224,32 @@ impl Loader {
         Ok(phys)
     }
 
-    /// Answers one message: page faults and I/O page faults of the started programs.
-    pub fn serve(&mut self, rx: Received) {
+    /// Answers a page fault or I/O page fault of a started program: a page fault with
+    /// the loaded page, an I/O page fault as `ports` decides (it replies if it grants).
+    /// A fault that cannot be served stops the program.
+    pub fn serve_fault(&mut self, rx: &Received, ports: impl FnOnce(ThreadId, IoFpage) -> bool) -> Fault {
         let tag = rx.msg.tag();
+        let protocol = tag.protocol();
+        if (protocol != label::PAGE_FAULT && protocol != label::IO_PAGE_FAULT) || tag.untyped() != 2 {
+            return Fault::Other;
+        }
         let Some(index) = self
             .programs
             .iter()
             .position(|p| p.is_some_and(|p| p.thread == rx.from))
         else {
-            return;
+            return Fault::Other;
         };
-        if tag.protocol() == label::IO_PAGE_FAULT && tag.untyped() == 2 {
-            self.serve_ports(index, rx);
-            return;
-        }
-        if tag.protocol() != label::PAGE_FAULT || tag.untyped() != 2 {
-            return;
-        }
-        let addr = rx.msg.word(0).unwrap_or(0);
+        let w0 = rx.msg.word(0).unwrap_or(0);
         let ip = rx.msg.word(1).unwrap_or(0);
-        let va = addr & !0xFFF;
+        if protocol == label::IO_PAGE_FAULT {
+            let f = Fpage(w0);
+            return match IoFpage::try_from(f) {
+                Ok(io) if ports(rx.from, io) => Fault::Served,
+                _ => self.stop(index, format_args!("used ports {:?} it cannot have", f)),
+            };
+        }
+        let va = w0 & !0xFFF;
         let found = self.pages[..self.npages]
             .iter()
             .find(|p| p.program as usize == index && p.vaddr == va)
@@ -236,44 +259,23 @@ impl Loader {
                 let mut m = Msg::new(0);
                 let _ = m.push_map(MapItem::map(Fpage::new(WINDOW + p.phys, 12, p.rights), va));
                 let _ = ipc::reply(rx.from, &m);
+                Fault::Served
             }
-            None => {
-                if let Some(p) = self.programs[index].take() {
-                    println!(
-                        "roottask: {} faulted at {:#x} (ip {:#x}) outside its image; stopping it",
-                        p.name(),
-                        addr,
-                        ip
-                    );
-                }
-                let _ = l4::thread::delete_thread(rx.from);
-            }
+            None => self.stop(
+                index,
+                format_args!("faulted at {:#x} (ip {:#x}) outside its image", w0, ip),
+            ),
         }
     }
-}
 
-impl Loader {
-    /// An I/O page fault: the ports from σ0, mapped on to the program; a program whose
-    /// ports σ0 refuses (the kernel's, another program's) is stopped.
-    fn serve_ports(&mut self, index: usize, rx: Received) {
-        let f = Fpage(rx.msg.word(0).unwrap_or(0));
-        match IoFpage::try_from(f) {
-            Ok(io) if sigma0::request_ports(io) => {
-                let mut m = Msg::new(0);
-                let _ = m.push_map(MapItem::map(Fpage::from(io), 0));
-                let _ = ipc::reply(rx.from, &m);
-            }
-            _ => {
-                if let Some(p) = self.programs[index].take() {
-                    println!(
-                        "roottask: {} used ports {:?} it cannot have; stopping it",
-                        p.name(),
-                        f
-                    );
-                }
-                let _ = l4::thread::delete_thread(rx.from);
-            }
-        }
+    /// Stops program `index` (deletes its thread), saying why.
+    fn stop(&mut self, index: usize, why: core::fmt::Arguments) -> Fault {
+        let Some(p) = self.programs[index].take() else {
+            return Fault::Other;
+        };
+        println!("roottask: {} {}; stopping it", p.name(), why);
+        let _ = l4::thread::delete_thread(p.thread);
+        Fault::Stopped(p.thread)
     }
 }
 

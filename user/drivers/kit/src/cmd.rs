@@ -16,7 +16,8 @@ pub enum Command<'a> {
     Empty,
     /// `help`, `?`: the command list.
     Help,
-    /// `threads`, `ps`: the threads and spaces the monitor can learn of.
+    /// `threads`, `ps`, `list`: the threads and spaces the monitor can learn of (the root
+    /// task's registry: programs, names, interrupt lines, ports).
     Threads,
     /// `ping [n]`, `pingpong [n]`: n IPC round trips to a server, timed.
     Ping(u32),
@@ -57,7 +58,10 @@ impl fmt::Display for CmdError<'_> {
 /// One line per command, for `help`.
 pub const HELP: &[(&str, &str)] = &[
     ("help", "this list"),
-    ("threads", "threads and spaces known to user level (alias: ps)"),
+    (
+        "threads",
+        "threads, spaces, lines and ports the root task knows (aliases: ps, list)",
+    ),
     (
         "ping [n]",
         "n IPC round trips to the RTC service, timed (alias: pingpong)",
@@ -98,7 +102,7 @@ impl<'a> Command<'a> {
         };
         match first {
             "help" | "?" => no_args(Command::Help, "help"),
-            "threads" | "ps" => no_args(Command::Threads, "threads"),
+            "threads" | "ps" | "list" => no_args(Command::Threads, "threads"),
             "mem" => no_args(Command::Mem, "mem"),
             "date" | "time" => no_args(Command::Date, "date"),
             "uptime" => no_args(Command::Uptime, "uptime"),
@@ -138,6 +142,7 @@ mod tests {
         assert_eq!(Command::parse(" ? "), Ok(Command::Help));
         assert_eq!(Command::parse("ps"), Ok(Command::Threads));
         assert_eq!(Command::parse("threads"), Ok(Command::Threads));
+        assert_eq!(Command::parse("list"), Ok(Command::Threads));
         assert_eq!(Command::parse("mem"), Ok(Command::Mem));
         assert_eq!(Command::parse("time"), Ok(Command::Date));
         assert_eq!(Command::parse("uptime"), Ok(Command::Uptime));

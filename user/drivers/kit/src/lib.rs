@@ -15,10 +15,12 @@
 //! | [`wire`]     | labels and message layouts of the UART, RTC and root-task protocols | no |
 //! | [`line`]     | the console line editor (echo, backspace, Ctrl-C, Ctrl-U)        | no |
 //! | [`cmd`]      | the monitor's command parser                                     | no |
+//! | [`registry`] | the root task's registry and policy (names, lines, ports)        | no |
 //! | `port`       | port I/O over a range the space was given                        | yes |
 //! | `sigma0`     | I/O-fpage requests to σ0                                          | yes |
 //! | `irq`        | interrupt lines: attach, detach, wait, acknowledge               | yes |
-//! | `root`       | client of the root task's services (IRQ attach, names, power off) | yes |
+//! | `root`       | client of the root task's services (IRQ attach, names, ports, power off) | yes |
+//! | `rootsrv`    | server of those services, for the root task (and the tests)      | yes |
 //! | `msg`        | sending and receiving the [`wire`] messages                      | yes |
 //! | `tsc`        | the time-stamp counter, for timing                               | yes |
 //!
@@ -32,6 +34,7 @@ pub mod cmd;
 pub mod cmos;
 pub mod line;
 pub mod ns16550;
+pub mod registry;
 pub mod ring;
 pub mod wire;
 
@@ -43,6 +46,8 @@ pub mod msg;
 pub mod port;
 #[cfg(feature = "l4")]
 pub mod root;
+#[cfg(feature = "l4")]
+pub mod rootsrv;
 #[cfg(feature = "l4")]
 pub mod sigma0;
 #[cfg(feature = "l4")]

@@ -23,6 +23,11 @@
 //! | root task | `root::LOOKUP` | n, n name bytes                    | thread id                    |
 //! | root task | `root::LIST`   | index                              | thread id, n, n name bytes (status `NOT_FOUND` past the end) |
 //! | root task | `root::POWER_OFF` | exit status                     | (no reply if it worked)      |
+//! | root task | `root::REGISTER` | n, n name bytes (names the sender) | —                          |
+//! | root task | `root::REQUEST_IO` | I/O fpage                      | — and a map item of the ports |
+//!
+//! A `LIST` reply goes on after the name with the entry's kind (0 program, 1 service), the
+//! interrupt lines it holds (bit n = line n) and its port ranges (count, I/O fpages).
 
 use core::fmt;
 
@@ -454,6 +459,8 @@ pub mod rtc {
 
 /// The root task's services to drivers and the monitor.
 pub mod root {
+    use abi::fpage::{Fpage, IoFpage};
+
     use super::{Bytes, WireError};
 
     /// Attach interrupt line MR1 to the sender.
@@ -466,6 +473,95 @@ pub mod root {
     pub const LIST: u64 = 0x5254_0004;
     /// Power the machine off with the given exit status.
     pub const POWER_OFF: u64 = 0x5254_0005;
+    /// Register the sender under another name (a service name besides its program name).
+    pub const REGISTER: u64 = 0x5254_0006;
+    /// Map the ports of I/O fpage MR1 to the sender (the reply carries the map item).
+    pub const REQUEST_IO: u64 = 0x5254_0007;
+
+    /// Most port ranges a `LIST` reply names per entry.
+    pub const MAX_PORT_RANGES: usize = 4;
+
+    /// What a registry entry is.
+    #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+    pub enum Kind {
+        /// A program the root task started (its main thread, under its archive name).
+        Program,
+        /// A name a program registered for itself with [`REGISTER`].
+        Service,
+    }
+
+    impl Kind {
+        /// The word.
+        pub const fn encode(self) -> u64 {
+            match self {
+                Kind::Program => 0,
+                Kind::Service => 1,
+            }
+        }
+    }
+
+    impl TryFrom<u64> for Kind {
+        type Error = WireError;
+
+        fn try_from(w: u64) -> Result<Self, WireError> {
+            match w {
+                0 => Ok(Kind::Program),
+                1 => Ok(Kind::Service),
+                _ => Err(WireError::Value(w)),
+            }
+        }
+    }
+
+    /// The words of a `LIST` reply after the thread id and the name: kind, interrupt lines
+    /// held (bit n = line n), then the count of port ranges and their I/O fpages.
+    #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+    pub struct Holdings {
+        /// Program or service name.
+        pub kind: Kind,
+        /// Interrupt lines attached to the entry's thread through the root task.
+        pub lines: u64,
+        /// Port ranges the root task gave the entry's thread.
+        pub ports: [Option<IoFpage>; MAX_PORT_RANGES],
+    }
+
+    impl Holdings {
+        /// Writes the words to `out` (which needs `3 + MAX_PORT_RANGES`); returns the
+        /// words used.
+        pub fn encode(&self, out: &mut [u64]) -> usize {
+            let n = self.ports.iter().flatten().count();
+            if out.len() < 3 + n {
+                return 0;
+            }
+            out[0] = self.kind.encode();
+            out[1] = self.lines;
+            out[2] = n as u64;
+            for (o, p) in out[3..].iter_mut().zip(self.ports.iter().flatten()) {
+                *o = p.raw();
+            }
+            3 + n
+        }
+
+        /// Reads the words (every port word must be an I/O fpage).
+        pub fn decode(w: &[u64]) -> Result<Self, WireError> {
+            if w.len() < 3 {
+                return Err(WireError::Short);
+            }
+            let kind = Kind::try_from(w[0])?;
+            let n = w[2];
+            if n > MAX_PORT_RANGES as u64 || w.len() < 3 + n as usize {
+                return Err(WireError::Length(n));
+            }
+            let mut ports = [None; MAX_PORT_RANGES];
+            for (slot, &raw) in ports.iter_mut().zip(&w[3..3 + n as usize]) {
+                *slot = Some(IoFpage::try_from(Fpage(raw)).map_err(|_| WireError::Value(raw))?);
+            }
+            Ok(Holdings {
+                kind,
+                lines: w[1],
+                ports,
+            })
+        }
+    }
 
     /// Longest program name.
     pub const MAX_NAME: usize = 32;
@@ -516,6 +612,10 @@ pub mod root {
         List(u64),
         /// [`POWER_OFF`].
         PowerOff(u64),
+        /// [`REGISTER`].
+        Register(Name),
+        /// [`REQUEST_IO`]: a valid I/O fpage.
+        RequestIo(IoFpage),
     }
 
     fn line(w: &[u64]) -> Result<u32, WireError> {
@@ -537,6 +637,15 @@ pub mod root {
                 }
                 LIST => Ok(Request::List(*w.first().ok_or(WireError::Short)?)),
                 POWER_OFF => Ok(Request::PowerOff(*w.first().ok_or(WireError::Short)?)),
+                REGISTER => {
+                    let (b, _) = Bytes::decode(w)?;
+                    Ok(Request::Register(Name::try_from(b.as_slice())?))
+                }
+                REQUEST_IO => {
+                    let &raw = w.first().ok_or(WireError::Short)?;
+                    let io = IoFpage::try_from(Fpage(raw)).map_err(|_| WireError::Value(raw))?;
+                    Ok(Request::RequestIo(io))
+                }
                 other => Err(WireError::UnknownLabel(other)),
             }
         }
@@ -715,5 +824,48 @@ mod tests {
         assert!(Request::try_from((root::LOOKUP, &w[..n])).is_err());
         assert_eq!(Request::try_from((root::LIST, &[3][..])), Ok(Request::List(3)));
         assert_eq!(Request::try_from((root::POWER_OFF, &[0][..])), Ok(Request::PowerOff(0)));
+        let n = name.bytes().encode(&mut w);
+        assert_eq!(
+            Request::try_from((root::REGISTER, &w[..n])),
+            Ok(Request::Register(name.clone()))
+        );
+        let com1 = abi::fpage::IoFpage::new(0x3F8, 3, abi::fpage::Rights::RW);
+        assert_eq!(
+            Request::try_from((root::REQUEST_IO, &[com1.raw()][..])),
+            Ok(Request::RequestIo(com1))
+        );
+        // Unaligned ports, and a memory fpage, are no I/O fpages.
+        let bad = abi::fpage::IoFpage::new(0x3F9, 3, abi::fpage::Rights::RW).raw();
+        assert_eq!(
+            Request::try_from((root::REQUEST_IO, &[bad][..])),
+            Err(WireError::Value(bad))
+        );
+        let mem = abi::fpage::Fpage::new(0x1000, 12, abi::fpage::Rights::RW).raw();
+        assert_eq!(
+            Request::try_from((root::REQUEST_IO, &[mem][..])),
+            Err(WireError::Value(mem))
+        );
+        assert_eq!(Request::try_from((root::REQUEST_IO, &[][..])), Err(WireError::Short));
+    }
+
+    #[test]
+    fn root_holdings_round_trip() {
+        use root::{Holdings, Kind, MAX_PORT_RANGES};
+        let com1 = abi::fpage::IoFpage::new(0x3F8, 3, abi::fpage::Rights::RW);
+        let mut ports = [None; MAX_PORT_RANGES];
+        ports[0] = Some(com1);
+        let h = Holdings {
+            kind: Kind::Program,
+            lines: 1 << 4,
+            ports,
+        };
+        let mut w = [0u64; 3 + MAX_PORT_RANGES];
+        let n = h.encode(&mut w);
+        assert_eq!(n, 4);
+        assert_eq!(Holdings::decode(&w[..n]), Ok(h));
+        assert_eq!(Holdings::decode(&w[..2]), Err(WireError::Short));
+        assert_eq!(Holdings::decode(&[2, 0, 0]), Err(WireError::Value(2)));
+        assert_eq!(Holdings::decode(&[0, 0, 9]), Err(WireError::Length(9)));
+        assert_eq!(Holdings::decode(&[1, 0, 1, 0x1000]), Err(WireError::Value(0x1000)));
     }
 }

@@ -1,6 +1,7 @@
 //! `rtc`: the time/alarm service program. Started by the root task in its own address
-//! space; asks σ0 for the CMOS ports, has IRQ 8 attached (through the root task), runs
-//! the clock's periodic interrupt at 64 Hz and serves the RTC protocol for good.
+//! space; asks the root task for the CMOS ports (σ0 if it does not give them), has IRQ 8
+//! attached through the root task, runs the clock's periodic interrupt at 64 Hz and serves
+//! the RTC protocol for good.
 
 #![no_std]
 #![no_main]

@@ -56,14 +56,14 @@ pub struct Config {
     pub irq: Irq,
     /// Periodic interrupt rate.
     pub rate: Rate,
-    /// Ask σ0 for the ports first.
+    /// Ask for the ports first (the root task, else σ0: `drvkit::root::get_ports`).
     pub request_ports: bool,
     /// Print what the service does at start.
     pub verbose: bool,
 }
 
 impl Config {
-    /// IRQ 8 at 64 Hz, ports from σ0.
+    /// IRQ 8 at 64 Hz, ports asked for.
     pub fn standard() -> Self {
         Config {
             irq: match Line::try_from(cmos::IRQ as u32) {
@@ -161,8 +161,12 @@ impl Service {
     pub fn start(cfg: Config) -> Self {
         let p = CMOS_PORTS;
         if cfg.request_ports {
-            if let Err(e) = drvkit::sigma0::request_io(p.fpage(Rights::RW), Time::Period { us: 1_000_000 }) {
-                l4::println!("rtc: σ0 gave no ports ({:?}); relying on the pager", e);
+            match drvkit::root::get_ports(p.fpage(Rights::RW), Time::Period { us: 1_000_000 }) {
+                Ok(from) if cfg.verbose => l4::println!("rtc: ports {:#x}.. from {:?}", p.base(), from),
+                Ok(_) => {}
+                Err((root, s0)) => {
+                    l4::println!("rtc: no ports ({}; σ0: {:?}); relying on the pager", root, s0)
+                }
             }
         }
         let line = match cfg.irq {

@@ -76,14 +76,15 @@ pub struct Config {
     pub ports: Ports,
     /// Its interrupt.
     pub irq: Irq,
-    /// Ask σ0 for the ports first (else they come from the pager on the first access).
+    /// Ask for the ports first — the root task, else σ0 (`drvkit::root::get_ports`); if
+    /// not, they come from the pager on the first access.
     pub request_ports: bool,
     /// Print what the driver does at start (on the kernel console).
     pub verbose: bool,
 }
 
 impl Config {
-    /// COM1 at 0x3F8 with IRQ 4, ports from σ0.
+    /// COM1 at 0x3F8 with IRQ 4, ports asked for.
     pub fn com1() -> Self {
         Config {
             ports: COM1_PORTS,
@@ -145,8 +146,12 @@ impl Driver {
     pub fn start(cfg: Config) -> Self {
         let me = l4::utcb::my_global_id();
         if cfg.request_ports {
-            if let Err(e) = drvkit::sigma0::request_io(cfg.ports.fpage(Rights::RW), Time::Period { us: 1_000_000 }) {
-                l4::println!("uart: σ0 gave no ports ({:?}); relying on the pager", e);
+            match drvkit::root::get_ports(cfg.ports.fpage(Rights::RW), Time::Period { us: 1_000_000 }) {
+                Ok(from) if cfg.verbose => l4::println!("uart: ports {:#x}.. from {:?}", cfg.ports.base(), from),
+                Ok(_) => {}
+                Err((root, s0)) => {
+                    l4::println!("uart: no ports ({}; σ0: {:?}); relying on the pager", root, s0)
+                }
             }
         }
         let mut d = Driver {

@@ -1,6 +1,7 @@
 //! `uart`: the COM1 driver program. Started by the root task in its own address space;
-//! asks σ0 for the UART's ports, has IRQ 4 attached (through the root task), and serves
-//! the UART protocol for good (see the `uart` library).
+//! asks the root task for the UART's ports (σ0 if it does not give them), has IRQ 4
+//! attached through the root task, and serves the UART protocol for good (see the `uart`
+//! library).
 
 #![no_std]
 #![no_main]
