@@ -216,32 +216,29 @@ fn broken(me: &Tcb) -> Option<IpcErrorCode> {
 
 /// Makes the page at `va` present for the copy: in the source's space (`of_src`, read)
 /// or the destination's (write), faulting it in through the current thread's pager or
-/// through the partner's help. Every step that may block is followed by a look at
-/// whether the transfer was broken meanwhile; then the partner may be gone and is not
-/// touched again.
-fn present(src: &mut Tcb, dst: &mut Tcb, src_is_current: bool, of_src: bool, va: u64, offset: u64) -> Result<(), Failed> {
+/// through the partner's help. Returns its physical address and whether this blocked.
+/// Every step that may block is followed by a look at whether the transfer was broken
+/// meanwhile; then the partner may be gone and is not touched again.
+fn present(src: &mut Tcb, dst: &mut Tcb, src_is_current: bool, of_src: bool, va: u64, offset: u64) -> Result<(u64, bool), Failed> {
     let write = !of_src;
     let mine = of_src == src_is_current;
     let side = if mine { IpcErrorCode::XferTimeoutCurrent } else { IpcErrorCode::XferTimeoutPartner };
     let (me, other) = if src_is_current { (src, dst) } else { (dst, src) };
+    let owner = if mine { &mut *me } else { &mut *other };
+    if let Ok(p) = page_of(owner, va, write, false, side) {
+        return Ok((p, false));
+    }
     let result = if mine {
-        page_of(me, va, write, true, side).map(|_| ())
+        page_of(me, va, write, true, side)
+    } else if partner_fault(me, other, va, write) && broken(me).is_none() {
+        page_of(other, va, write, false, side)
     } else {
-        match page_of(other, va, write, false, side) {
-            Ok(_) => Ok(()),
-            Err(code) => {
-                if partner_fault(me, other, va, write) && broken(me).is_none() {
-                    page_of(other, va, write, false, side).map(|_| ())
-                } else {
-                    Err(code)
-                }
-            }
-        }
+        Err(side)
     };
     if let Some(code) = broken(me) {
         return Err(Failed { code, offset });
     }
-    result.map_err(|code| Failed { code, offset })
+    result.map(|p| (p, true)).map_err(|code| Failed { code, offset })
 }
 
 /// Copies `src`'s string (its pieces) into `dst`'s buffer; returns the bytes copied.
@@ -269,14 +266,18 @@ fn copy(src: &mut Tcb, from: &Gathered, dst: &mut Tcb, to: &Gathered, src_is_cur
         let sva = s.addr.wrapping_add(so);
         let dva = d.addr.wrapping_add(d_off);
         let n = (s.len - so).min(d.len - d_off).min(4096 - (sva & 0xFFF)).min(4096 - (dva & 0xFFF));
-        // Make both pages present (either step may block), then look both up again
-        // without faulting: a fault on one side may have blocked after the other was
-        // found, and that page may have gone meanwhile (then this step starts over).
-        present(src, dst, src_is_current, true, sva, done)?;
-        present(src, dst, src_is_current, false, dva, done)?;
-        let (Ok(sp), Ok(dp)) = (page_of(src, sva, false, false, side(src_is_current)), page_of(dst, dva, true, false, side(!src_is_current)))
-        else {
-            continue;
+        // Make both pages present (either step may block). If the destination's step
+        // blocked, the source page found before may have gone meanwhile: look it up
+        // again without faulting (if it went, this step starts over).
+        let (sp, _) = present(src, dst, src_is_current, true, sva, done)?;
+        let (dp, blocked) = present(src, dst, src_is_current, false, dva, done)?;
+        let sp = if blocked {
+            match page_of(src, sva, false, false, side(src_is_current)) {
+                Ok(p) => p,
+                Err(_) => continue,
+            }
+        } else {
+            sp
         };
         // SAFETY: both physical ranges lie within one present user page each (checked
         // by `page_of`), reached through the direct map; they may overlap only if both
