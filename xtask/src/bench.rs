@@ -7,6 +7,8 @@
 //!   boot Tern N times with `tern.syscall-floor`                            -> syscall_floor
 //!   kernel_text_bytes from the kernel ELF
 //!   --compare linux: Debian's kernel + static /init benchmark, N boots      -> linux_* metrics
+//!   --cache: the same boots under tools/cacheplugin (see cache.rs), N runs   -> *_lines_i,
+//!            *_lines_d, *_l1_misses, ... for ipc_rt_{intra,inter}_0 (and linux_futex_rt_proc)
 //!   target/bench/results.json, table.md, ipc_rt.svg/.png; logs in target/bench/logs/
 //! ```
 //!
@@ -31,6 +33,7 @@ use anyhow::{bail, Context, Result};
 use clap::ValueEnum;
 
 use crate::build;
+use crate::cache;
 use crate::image::{self, Overrides};
 use crate::log::{parse_line, Line};
 use crate::manifest::Manifest;
@@ -83,6 +86,11 @@ pub struct Args {
     /// docs/performance.md (between its bench:results markers).
     #[arg(long)]
     pub update_docs: bool,
+    /// Also run the IPC round trips (ipc_rt_{intra,inter}_0; with --compare linux the
+    /// futex ping-pong) under the cache-footprint plugin (tools/cacheplugin), --runs
+    /// times: distinct I and D lines, L1 and TLB misses per round trip (TCG only).
+    #[arg(long)]
+    pub cache: bool,
 }
 
 /// What one benchmark configuration (a kernel and its command line) produced over its boots.
@@ -111,6 +119,9 @@ pub fn main(ws: &Workspace, args: Args) -> Result<ExitCode> {
         Accel::Kvm => {
             if let Err(why) = qemu::check_kvm(&KvmProbe::read(Path::new("/"))) {
                 bail!("refusing --accel kvm: {why}");
+            }
+            if args.cache {
+                bail!("--cache needs --accel tcg (QEMU plugins instrument TCG code)");
             }
             Mode::Kvm
         }
@@ -146,6 +157,18 @@ pub fn main(ws: &Workspace, args: Args) -> Result<ExitCode> {
         tern_failed |= outcome.good == 0 || !outcome.errors.is_empty();
         absorb(outcome, &mut metrics, &mut meta_notes, &mut differences, &mut errors);
     }
+    if args.cache {
+        match cache_tern(ws, &qemu_config(&kernel, &archive.path, ""), args.runs, timeout, &out_dir) {
+            Ok(merged) => {
+                metrics.extend(merged.metrics);
+                differences.extend(merged.differences);
+            }
+            Err(err) => {
+                tern_failed = true;
+                errors.push(format!("cache: {err:#}"));
+            }
+        }
+    }
     match kernel_text_bytes(&kernel) {
         Ok(bytes) => {
             metrics.insert("kernel_text_bytes".to_owned(), bytes as f64);
@@ -163,6 +186,15 @@ pub fn main(ws: &Workspace, args: Args) -> Result<ExitCode> {
                 absorb(outcome, &mut linux_metrics, &mut meta_notes, &mut differences, &mut linux_errors);
                 (good, boot)
             });
+            if args.cache {
+                match cache_linux(ws, args.runs, timeout, &out_dir, &qemu_config) {
+                    Ok(merged) => {
+                        linux_metrics.extend(merged.metrics);
+                        differences.extend(merged.differences);
+                    }
+                    Err(err) => linux_errors.push(format!("cache: {err:#}")),
+                }
+            }
             let meta = match result {
                 Ok((good, boot)) if good > 0 && linux_errors.is_empty() => LinuxMeta {
                     status: "ok".into(),
@@ -378,6 +410,84 @@ fn run_linux(
     Ok((run_config(&spec, runs, timeout, log_dir), boot))
 }
 
+/// One program to run under the cache plugin by [`cache_runs`].
+struct CacheSpec<'a> {
+    /// Name in messages and file names (`tern`, `linux`).
+    name: &'a str,
+    config: qemu::Config,
+    /// The plugin.
+    so: PathBuf,
+    runs: u32,
+    timeout: Duration,
+    /// Where reports and serial logs go.
+    dir: PathBuf,
+}
+
+/// Runs `spec`'s program `runs` times under the cache plugin (`plugin(run)` gives each
+/// run's plugin arguments, `metrics` reads a report); merges the runs, so that runs that
+/// disagree show up as differences.
+fn cache_runs(
+    spec: &CacheSpec<'_>,
+    plugin: &dyn Fn(u32) -> Result<cache::PluginArgs>,
+    metrics: &dyn Fn(&cache::Report) -> Result<BTreeMap<String, f64>>,
+) -> Result<results::Merged> {
+    let (name, runs, dir) = (spec.name, spec.runs, &spec.dir);
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut all = Vec::new();
+    for run in 1..=runs {
+        print!("xtask: bench: {name} under the cache plugin, run {run}/{runs} ... ");
+        let _ = std::io::Write::flush(&mut std::io::stdout());
+        let result = cache::run_captured(qemu::command(&spec.config), &spec.so, &plugin(run)?, spec.timeout);
+        let done = result.and_then(|r| {
+            let log = dir.join(format!("{name}-{run}.log"));
+            std::fs::write(&log, &r.serial).with_context(|| format!("cannot write {}", log.display()))?;
+            Ok((metrics(&r.report)?, r.elapsed.as_secs_f64(), r.report.segments.len(), r.status))
+        });
+        match done {
+            Ok((m, seconds, segments, status)) => {
+                let how = status.map_or("stopped by a signal".to_owned(), |s| format!("QEMU exit status {s}"));
+                println!("{segments} segments, {how} ({seconds:.1} s)");
+                all.push(m);
+            }
+            Err(err) => {
+                println!("failed");
+                return Err(err.context(format!("{name} run {run} under the cache plugin")));
+            }
+        }
+    }
+    Ok(results::merge_runs(&all))
+}
+
+/// `--cache` for Tern: the pingpong boot under the plugin, windows at `call_loop`'s head.
+fn cache_tern(ws: &Workspace, config: &qemu::Config, runs: u32, timeout: Duration, out_dir: &Path) -> Result<results::Merged> {
+    let so = cache::build_plugin(ws)?;
+    let elf_path = ws.elf(Profile::Release, "pingpong");
+    let elf = std::fs::read(&elf_path).with_context(|| format!("cannot read {}", elf_path.display()))?;
+    let dir = out_dir.join("cache");
+    let plugin = |run: u32| cache::pingpong_plugin_args(&elf, dir.join(format!("tern-{run}.json")));
+    let spec = CacheSpec { name: "tern", config: config.clone(), so, runs, timeout, dir: dir.clone() };
+    cache_runs(&spec, &plugin, &cache::pingpong_metrics)
+}
+
+/// `--cache` for Linux: the futex ping-pong of the benchmark linked at fixed addresses.
+fn cache_linux(
+    ws: &Workspace,
+    runs: u32,
+    timeout: Duration,
+    out_dir: &Path,
+    qemu_config: &dyn Fn(&Path, &Path, &str) -> qemu::Config,
+) -> Result<results::Merged> {
+    let so = cache::build_plugin(ws)?;
+    let (boot, elf) = linux::prepare_linked(ws, linux::Link::Fixed)?;
+    let source_path = ws.root().join("bench").join("linux").join("src").join("main.rs");
+    let source = std::fs::read_to_string(&source_path).with_context(|| format!("cannot read {}", source_path.display()))?;
+    let dir = out_dir.join("cache");
+    let plugin = |run: u32| cache::linux_plugin_args(&elf, &source, dir.join(format!("linux-{run}.json")));
+    let config = qemu_config(&boot.kernel, &boot.initramfs, linux::CMDLINE);
+    let spec = CacheSpec { name: "linux", config, so, runs, timeout, dir: dir.clone() };
+    cache_runs(&spec, &plugin, &cache::linux_metrics)
+}
+
 /// Writes the plots, installing the font first if it is missing and we may.
 fn draw_plots(stem: &Path, data: &plot::PlotData) -> Result<(PathBuf, PathBuf)> {
     if data.intra.is_empty() && data.inter.is_empty() {
@@ -554,6 +664,8 @@ fn definitions() -> BTreeMap<String, String> {
         ("linux_futex_rt_thread", "the same between two threads of one process (private futex)"),
         ("linux_pipe_rt", "1-byte pipe ping-pong round trip between two processes"),
         ("linux_pagefault", "a write to fresh anonymous memory (minor fault, no huge pages); the same writes to the mapped pages subtracted"),
+        ("<m>_lines_i, <m>_lines_d", "(--cache) distinct 64-byte lines fetched (virtual) / read or written (physical) per round trip of <m> (ipc_rt_intra_0, ipc_rt_inter_0, linux_futex_rt_proc), user and kernel; _lines_i_kernel and _lines_d_kernel: the kernel's part; averages over the round trips of the best measured run (fewest instructions, as the timing figure), after 10 warm-up round trips"),
+        ("<m>_l1_misses", "(--cache) misses of a simulated 32 KiB 8-way L1 I-cache plus D-cache (64-byte lines, LRU) per round trip in the steady state; _l1_misses_fa: the same with fully-associative caches of the same size (the difference is conflict misses); _tlb_misses: 64-entry 4-way I- and D-TLB models, user entries flushed on CR3 writes"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))

@@ -265,4 +265,47 @@ mod tests {
         ];
         assert_eq!(planned, expected);
     }
+
+    #[test]
+    fn a_scenario_archive_holds_the_scenario_modules() {
+        let manifest = Manifest::parse(
+            "test",
+            r#"
+            [sigma0]
+            package = "sigma0"
+            [roottask]
+            package = "tests"
+            [[module]]
+            name = "sigma1"
+            package = "faulter"
+            [[scenario]]
+            name = "system"
+            expect = "suite"
+            roottask = "roottask"
+            [[scenario.module]]
+            name = "uart"
+            package = "uart"
+            [[scenario.module]]
+            name = "syscheck"
+            package = "syscheck"
+            args = "v"
+            "#,
+        )
+        .unwrap();
+        let variant = manifest.for_scenario(&manifest.scenarios[0]);
+        let elf = |package: &str| PathBuf::from("/elf").join(package);
+        let overrides = Overrides { sigma0: None, root_task: Some(elf("roottask")) };
+        let planned = plan(&variant, elf, &overrides);
+        let expected = vec![
+            ("sigma0".to_owned(), Source::RootServer("/elf/sigma0".into())),
+            ("roottask".to_owned(), Source::RootServer("/elf/roottask".into())),
+            ("uart".to_owned(), Source::Module("/elf/uart".into())),
+            ("syscheck".to_owned(), Source::Module("/elf/syscheck".into())),
+            ("syscheck.args".to_owned(), Source::Text("v".into())),
+        ];
+        assert_eq!(planned, expected);
+        // The manifest's own archive keeps its modules.
+        let own = plan(&manifest, elf, &Overrides::default());
+        assert_eq!(own[2], ("sigma1".to_owned(), Source::Module("/elf/faulter".into())));
+    }
 }

@@ -1,7 +1,7 @@
 //! `cargo xtask`: the single entry point for building, booting and testing Tern.
 //!
 //! Every command lives in its own module (`build`, `run`, `test`, `symbolize`, `bench`,
-//! `fuzz`, `soak`) and exposes an `Args` struct (its command-line options,
+//! `fuzz`, `soak`, `cache`) and exposes an `Args` struct (its command-line options,
 //! documented for `--help`) and a `main(&Workspace, Args) -> Result<ExitCode>` function.
 //! The modules underneath them do one thing each and keep their pure parts unit-tested:
 //!
@@ -21,6 +21,7 @@
 
 mod bench;
 mod build;
+mod cache;
 mod fuzz;
 mod image;
 mod log;
@@ -103,6 +104,17 @@ enum Command {
     /// Boots boot/soak.toml (root task: user/soak) and reports lost and corrupted messages
     /// (there must be none) and the kernel's free memory before and after (must be equal).
     Soak(soak::Args),
+    /// Run any guest under the cache-footprint plugin (tools/cacheplugin) and report, per
+    /// iteration of a loop, instructions, distinct cache lines and simulated L1/TLB misses.
+    ///
+    /// `cargo xtask cache --window-addr ADDR -- <QEMU command line>` (the options may also
+    /// follow the QEMU command line): builds the plugin with the host toolchain, runs
+    /// qemu-system-x86_64 with it (adding -icount shift=0,align=off,sleep=off unless the
+    /// command line has an -icount), and prints each segment's per-window averages; the
+    /// JSON report goes to target/cache/report.json (or --out). A window runs from one
+    /// execution of ADDR to the next; windows may also be delimited by the marker no-op
+    /// `nopl 0x4d43NNNN(%rax)` in the guest's code.
+    Cache(cache::Args),
 }
 
 fn main() -> ExitCode {
@@ -115,6 +127,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench::main(&ws, args),
         Command::Fuzz(args) => fuzz::main(&ws, args),
         Command::Soak(args) => soak::main(&ws, args),
+        Command::Cache(args) => cache::main(&ws, args),
     });
     match result {
         Ok(code) => code,

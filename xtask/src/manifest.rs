@@ -20,6 +20,9 @@
 //! features = ["invariants"] # optional: boot a kernel built with these cargo features
 //! require = ["a", "b"]     # optional: texts the symbolized log must contain, in this
 //!                          # order; each is one more check
+//! [[scenario.module]]      # optional: this scenario's archive holds these modules
+//! name = "uart"            # (same keys as [[module]]) instead of the manifest's
+//! package = "uart"
 //! ```
 //!
 //! The file is parsed into raw serde structs (unknown keys are errors) and then checked into
@@ -80,6 +83,9 @@ struct RawScenario {
     args: Option<String>,
     #[serde(default)]
     features: Vec<String>,
+    /// `[[scenario.module]]` tables: this scenario's modules.
+    #[serde(default)]
+    module: Option<Vec<RawModule>>,
 }
 
 /// One program in the boot archive.
@@ -158,6 +164,21 @@ pub struct Scenario {
     pub args: Option<String>,
     /// Cargo features of the kernel this scenario boots (empty: the plain kernel).
     pub features: Vec<String>,
+    /// The modules of this scenario's archive, in place of the manifest's `[[module]]`s
+    /// (`None`: the manifest's). Their archive entries are distinct and none is a root
+    /// server's.
+    pub modules: Option<Vec<Module>>,
+}
+
+impl Scenario {
+    /// Does this scenario boot an archive of its own (another root task, arguments for
+    /// it, its own modules, another kernel)?
+    pub fn needs_own_archive(&self) -> bool {
+        self.roottask.is_some()
+            || self.args.is_some()
+            || self.modules.is_some()
+            || !self.features.is_empty()
+    }
 }
 
 /// A checked boot manifest.
@@ -232,12 +253,31 @@ impl Manifest {
         [&self.sigma0, &self.roottask].into_iter().chain(self.modules.iter().map(|m| &m.program))
     }
 
-    /// The distinct cargo packages this manifest needs built.
+    /// The distinct cargo packages this manifest needs built (its scenarios' root tasks
+    /// and modules included).
     pub fn packages(&self) -> BTreeSet<&str> {
+        let scenario_modules = self
+            .scenarios
+            .iter()
+            .flat_map(|s| s.modules.iter().flatten())
+            .map(|m| m.program.package.as_str());
         self.programs()
             .map(|p| p.package.as_str())
             .chain(self.scenarios.iter().filter_map(|s| s.roottask.as_deref()))
+            .chain(scenario_modules)
             .collect()
+    }
+
+    /// The manifest of `scenario`'s own archive: named `<manifest>-<scenario>`, with the
+    /// scenario's modules (if it lists any) in place of the manifest's. The root task is
+    /// the manifest's; a scenario's other root task is an override of the archive build.
+    pub fn for_scenario(&self, scenario: &Scenario) -> Manifest {
+        let mut variant = self.clone();
+        variant.name = format!("{}-{}", self.name, scenario.name);
+        if let Some(modules) = &scenario.modules {
+            variant.modules = modules.clone();
+        }
+        variant
     }
 }
 
@@ -283,6 +323,21 @@ fn check_scenario(raw: RawScenario, names: &mut BTreeSet<String>) -> Result<Scen
     for feature in &raw.features {
         check_package_name(feature).with_context(|| format!("kernel feature {feature:?}"))?;
     }
+    let modules = match raw.module {
+        None => None,
+        Some(raw_modules) => {
+            // The scenario's archive: the root servers and these modules only.
+            let mut entries = BTreeSet::from([SIGMA0_ENTRY.to_owned(), ROOTTASK_ENTRY.to_owned()]);
+            let mut modules = Vec::with_capacity(raw_modules.len());
+            for raw_module in raw_modules {
+                let module_name = raw_module.name.clone();
+                let checked = check_module(raw_module, &mut entries)
+                    .with_context(|| format!("[[scenario.module]] {module_name:?}"))?;
+                modules.push(checked);
+            }
+            Some(modules)
+        }
+    };
     Ok(Scenario {
         name: raw.name,
         cmdline: raw.cmdline,
@@ -291,6 +346,7 @@ fn check_scenario(raw: RawScenario, names: &mut BTreeSet<String>) -> Result<Scen
         roottask: raw.roottask,
         args: raw.args,
         features: raw.features,
+        modules,
     })
 }
 
@@ -467,6 +523,64 @@ mod tests {
         assert!(err(&control).contains("printable"));
         let feature = format!("{ROLES}[[scenario]]\nname=\"s\"\nexpect=\"suite\"\nfeatures=[\"a b\"]\n");
         assert!(err(&feature).contains("kernel feature"));
+    }
+
+    #[test]
+    fn scenario_modules_replace_the_manifest_modules() {
+        let text = format!(
+            "{ROLES}[[module]]\nname=\"sigma1\"\npackage=\"faulter\"\n\
+             [[scenario]]\nname=\"plain\"\nexpect=\"suite\"\n\
+             [[scenario]]\nname=\"system\"\nexpect=\"suite\"\n\
+             [[scenario.module]]\nname=\"uart\"\npackage=\"uart\"\n\
+             [[scenario.module]]\nname=\"check\"\npackage=\"syscheck\"\nargs=\"-v\"\n\
+             [[scenario]]\nname=\"bare\"\nexpect=\"suite\"\nmodule=[]\n"
+        );
+        let m = Manifest::parse("test", &text).unwrap();
+        let (plain, system, bare) = (&m.scenarios[0], &m.scenarios[1], &m.scenarios[2]);
+        assert!(plain.modules.is_none() && !plain.needs_own_archive());
+        assert!(system.needs_own_archive() && bare.needs_own_archive());
+        let listed: Vec<_> =
+            system.modules.as_ref().unwrap().iter().map(|m| m.program.entry.as_str()).collect();
+        assert_eq!(listed, ["uart", "check"]);
+        assert_eq!(system.modules.as_ref().unwrap()[1].args.as_deref(), Some("-v"));
+        // Their packages are built; the manifest's own modules stay in its archive.
+        assert_eq!(
+            m.packages().into_iter().collect::<Vec<_>>(),
+            ["faulter", "roottask", "sigma0", "syscheck", "uart"]
+        );
+        assert_eq!(m.modules.len(), 1);
+        let variant = m.for_scenario(system);
+        assert_eq!(variant.name, "test-system");
+        let entries: Vec<_> = variant.programs().map(|p| p.entry.as_str()).collect();
+        assert_eq!(entries, ["sigma0", "roottask", "uart", "check"]);
+        assert_eq!(variant.roottask, m.roottask);
+        assert!(m.for_scenario(bare).modules.is_empty());
+        assert_eq!(m.for_scenario(plain).modules, m.modules);
+    }
+
+    #[test]
+    fn bad_scenario_modules_are_errors() {
+        let scenario = format!("{ROLES}[[scenario]]\nname=\"s\"\nexpect=\"suite\"\n");
+        let dup = format!(
+            "{scenario}[[scenario.module]]\nname=\"a\"\npackage=\"a\"\n\
+             [[scenario.module]]\nname=\"a\"\npackage=\"b\"\n"
+        );
+        assert!(err(&dup).contains("twice"), "{}", err(&dup));
+        let role = format!("{scenario}[[scenario.module]]\nname=\"roottask\"\npackage=\"a\"\n");
+        assert!(err(&role).contains("twice"));
+        let reserved = format!("{scenario}[[scenario.module]]\nname=\"a.args\"\npackage=\"a\"\n");
+        assert!(err(&reserved).contains("reserved"));
+        let pkg = format!("{scenario}[[scenario.module]]\nname=\"a\"\npackage=\"a/b\"\n");
+        assert!(err(&pkg).contains("bad package name"));
+        let unknown = format!("{scenario}[[scenario.module]]\nname=\"a\"\npackage=\"a\"\nprio=1\n");
+        assert!(err(&unknown).contains("prio"));
+        // A name the manifest's own modules use is fine: the scenario's archive has its own.
+        let shared = format!(
+            "{ROLES}[[module]]\nname=\"a\"\npackage=\"a\"\n\
+             [[scenario]]\nname=\"s\"\nexpect=\"suite\"\n\
+             [[scenario.module]]\nname=\"a\"\npackage=\"b\"\n"
+        );
+        assert!(Manifest::parse("x", &shared).is_ok());
     }
 
     #[test]

@@ -4,10 +4,13 @@
 //!   host   cargo test --no-fail-fast -p abi -p bootfmt -p mapdb -p xtask
 //!          (output streamed; the `test result:` lines are summed)
 //!   guest  target build (kernel variants for scenarios with `features` first), boot
-//!          archive (a scenario's own when it names a root task or `args` for it), then
+//!          archive (a scenario's own when it names a root task, `args` for it or its
+//!          own modules), then
 //!          per scenario: QEMU (TCG) with a timeout, serial captured to
 //!          target/test-logs/<scenario>.log and .sym.log, judged by
 //!          log::judge_suite / log::judge_panic
+//!   cache  boot/cache.toml (user/cacheloop) under tools/cacheplugin: loops with known
+//!          line counts must be reported as such (cache::guest_test; not with --scenario)
 //! ```
 //!
 //! Every part yields a [`Tally`]; a part that cannot run at all (build failure, QEMU
@@ -34,7 +37,8 @@ use crate::toolchain::{self, Need};
 use crate::workspace::{Profile, Workspace};
 
 /// The host crates whose unit tests `test` runs.
-pub const HOST_PACKAGES: [&str; 6] = ["abi", "bootfmt", "mapdb", "xtask", "drvkit", "tern-bench-linux"];
+pub const HOST_PACKAGES: [&str; 8] =
+    ["abi", "bootfmt", "mapdb", "xtask", "drvkit", "tern-bench-linux", "cachemodel", "tern-cacheplugin"];
 
 /// The manifest whose scenarios `test` boots.
 pub const TEST_MANIFEST: &str = "test";
@@ -78,6 +82,16 @@ pub fn main(ws: &Workspace, args: Args) -> Result<ExitCode> {
             Tally { passed: 0, failed: 1 }
         });
         parts.push(("guest", guest));
+    }
+    // The cache-footprint plugin's guest check (boot/cache.toml, user/cacheloop under
+    // tools/cacheplugin; see cache::guest_test). Skipped when scenarios are selected.
+    if !args.host_only && args.scenario.is_empty() {
+        let profile = Profile::from_release_flag(args.release);
+        let cache = crate::cache::guest_test(ws, profile, Duration::from_secs(args.timeout)).unwrap_or_else(|err| {
+            println!("cache: FAILED: {err:#}");
+            Tally { passed: 0, failed: 1 }
+        });
+        parts.push(("cache", cache));
     }
     let mut total = Tally::default();
     println!();
@@ -147,11 +161,10 @@ fn guest(ws: &Workspace, args: &Args) -> Result<Tally> {
     for scenario in scenarios {
         println!("xtask: scenario {} (expect {})", scenario.name, scenario.expect);
         let kernel = variants.get(&scenario.features).unwrap_or(&plain_kernel).clone();
-        // A scenario may boot another root task, or give it arguments, or boot another
-        // kernel: its own archive and symbols.
-        let own = if scenario.roottask.is_some() || scenario.args.is_some() || !scenario.features.is_empty() {
-            let mut variant = manifest.clone();
-            variant.name = format!("{}-{}", manifest.name, scenario.name);
+        // A scenario may boot another root task, or give it arguments, or list its own
+        // modules, or boot another kernel: its own archive and symbols.
+        let own = if scenario.needs_own_archive() {
+            let variant = manifest.for_scenario(scenario);
             let package = scenario.roottask.as_deref().unwrap_or(&manifest.roottask.package);
             let mut root = ws.elf(profile, package);
             if let Some(args) = &scenario.args {
@@ -316,6 +329,7 @@ mod tests {
                 roottask: None,
                 args: None,
                 features: Vec::new(),
+                modules: None,
             })
             .into()
     }
@@ -348,6 +362,7 @@ mod tests {
             roottask: None,
             args: None,
             features: Vec::new(),
+            modules: None,
         };
         let log = "KERNEL PANIC: kernel stack overflow\n";
         assert_eq!(judge(&panic, log, log, qemu::GuestExit::Panic).passed, 1);

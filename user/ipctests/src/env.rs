@@ -31,7 +31,7 @@ use abi::thread_id::ThreadId;
 use abi::time::Time;
 use l4::println;
 
-use crate::harness::{Msg, Step};
+use crate::harness::{Context, Why};
 use crate::wire::{self, ms};
 
 /// Priority of the main thread and of every check thread unless a check says otherwise.
@@ -147,7 +147,7 @@ pub struct Thread {
 impl Thread {
     /// Creates a thread of the root space (waiting for its start) with priority `prio`,
     /// paged by the pager thread.
-    pub fn local(prio: u8) -> Result<Self, Msg> {
+    pub fn local(prio: u8) -> Result<Self, Why> {
         let pager = match pager_id() {
             ThreadId::NIL => main_id(),
             p => p,
@@ -157,11 +157,11 @@ impl Thread {
 
     /// Creates a thread of the root space (waiting for its start message from `pager`)
     /// with priority `prio`.
-    pub fn local_paged_by(prio: u8, pager: ThreadId) -> Result<Self, Msg> {
-        let stack = claim(&STACK_BUSY).ok_or_else(|| Msg::format(format_args!("no free stack")))?;
+    pub fn local_paged_by(prio: u8, pager: ThreadId) -> Result<Self, Why> {
+        let stack = claim(&STACK_BUSY).ok_or_else(|| Why::new(format_args!("no free stack")))?;
         let Some(s) = claim(&SLOT_BUSY) else {
             STACK_BUSY[stack].store(false, Ordering::Release);
-            return Err(Msg::format(format_args!("no free UTCB slot")));
+            return Err(Why::new(format_args!("no free UTCB slot")));
         };
         let slot = s + 1;
         let id = fresh_id();
@@ -169,7 +169,7 @@ impl Thread {
         if let Err(e) = l4::thread::create_thread(id, main_id(), main_id(), pager, Some(utcb)) {
             STACK_BUSY[stack].store(false, Ordering::Release);
             SLOT_BUSY[s].store(false, Ordering::Release);
-            return Err(Msg::format(format_args!(
+            return Err(Why::new(format_args!(
                 "ThreadControl (create {:?}): {:?}",
                 id, e
             )));
@@ -181,15 +181,15 @@ impl Thread {
             home: Home::Root(slot),
             deleted: false,
         };
-        l4::thread::set_priority(id, prio).step("Schedule (priority)")?;
+        l4::thread::set_priority(id, prio).ctx("Schedule (priority)")?;
         Ok(t)
     }
 
     /// Creates a thread of the root space running `f(arg)` at priority `prio`.
-    pub fn spawn(f: fn(usize), arg: usize, prio: u8) -> Result<Self, Msg> {
+    pub fn spawn(f: fn(usize), arg: usize, prio: u8) -> Result<Self, Why> {
         let t = Self::local(prio)?;
         let (sp, ip) = t.entry(f, arg);
-        l4::thread::start(t.id, sp, ip).step("ExchangeRegisters (start)")?;
+        l4::thread::start(t.id, sp, ip).ctx("ExchangeRegisters (start)")?;
         Ok(t)
     }
 
@@ -304,10 +304,10 @@ pub struct Space {
 
 impl Space {
     /// A new space (KIP and UTCB areas as the root task's) with no redirector.
-    pub fn new() -> Result<Self, Msg> {
+    pub fn new() -> Result<Self, Why> {
         let first = fresh_id();
         l4::thread::create_thread(first, first, main_id(), ThreadId::NIL, None)
-            .step("ThreadControl (new space)")?;
+            .ctx("ThreadControl (new space)")?;
         let s = Space {
             first,
             next_slot: 0,
@@ -319,12 +319,12 @@ impl Space {
             Fpage::new(CHILD_UTCB_AREA, CHILD_UTCB_LOG2, Rights::NONE),
             ThreadId::ANY,
         )
-        .step("SpaceControl (child space)")?;
+        .ctx("SpaceControl (child space)")?;
         Ok(s)
     }
 
     /// Sets the space's redirector (ANY: none).
-    pub fn set_redirector(&self, redirector: ThreadId) -> Result<(), Msg> {
+    pub fn set_redirector(&self, redirector: ThreadId) -> Result<(), Why> {
         l4::space::space_control(
             self.first,
             0,
@@ -333,29 +333,29 @@ impl Space {
             redirector,
         )
         .map(|_| ())
-        .step("SpaceControl (redirector)")
+        .ctx("SpaceControl (redirector)")
     }
 
     /// Creates a thread in the space (waiting for its start message from the pager
     /// thread), priority `prio`.
-    pub fn thread(&mut self, prio: u8) -> Result<Thread, Msg> {
+    pub fn thread(&mut self, prio: u8) -> Result<Thread, Why> {
         self.thread_paged_by(prio, pager_id())
     }
 
     /// Creates a thread in the space paged by `pager` (and waiting for its start message
     /// from it), priority `prio`.
-    pub fn thread_paged_by(&mut self, prio: u8, pager: ThreadId) -> Result<Thread, Msg> {
+    pub fn thread_paged_by(&mut self, prio: u8, pager: ThreadId) -> Result<Thread, Why> {
         if self.next_slot >= CHILD_SLOTS {
-            return Err(Msg::format(format_args!("child space full")));
+            return Err(Why::new(format_args!("child space full")));
         }
-        let stack = claim(&STACK_BUSY).ok_or_else(|| Msg::format(format_args!("no free stack")))?;
+        let stack = claim(&STACK_BUSY).ok_or_else(|| Why::new(format_args!("no free stack")))?;
         let slot = self.next_slot;
         let utcb = CHILD_UTCB_AREA + slot as u64 * UTCB_SIZE;
         let id = fresh_id();
         let r = l4::thread::create_thread(id, self.first, main_id(), pager, Some(utcb));
         if let Err(e) = r {
             STACK_BUSY[stack].store(false, Ordering::Release);
-            return Err(Msg::format(format_args!(
+            return Err(Why::new(format_args!(
                 "ThreadControl (thread {:?} in a child space): {:?}",
                 id, e
             )));
@@ -368,12 +368,12 @@ impl Space {
             home: Home::Child,
             deleted: false,
         };
-        l4::thread::set_priority(id, prio).step("Schedule (priority)")?;
+        l4::thread::set_priority(id, prio).ctx("Schedule (priority)")?;
         Ok(t)
     }
 
     /// Creates and starts a thread of the space running `f(arg)` at priority `prio`.
-    pub fn spawn(&mut self, f: fn(usize), arg: usize, prio: u8) -> Result<Thread, Msg> {
+    pub fn spawn(&mut self, f: fn(usize), arg: usize, prio: u8) -> Result<Thread, Why> {
         let t = self.thread(prio)?;
         self.start(&t, f, arg)?;
         Ok(t)
@@ -381,13 +381,13 @@ impl Space {
 
     /// Starts `t` (made by [`Space::thread_paged_by`] with the calling thread as pager)
     /// running `f(arg)`: the start message comes from the caller.
-    pub fn start_as_pager(&self, t: &Thread, f: fn(usize), arg: usize) -> Result<(), Msg> {
+    pub fn start_as_pager(&self, t: &Thread, f: fn(usize), arg: usize) -> Result<(), Why> {
         let (sp, ip) = t.entry(f, arg);
-        l4::thread::start_message(t.id, sp, ip, ms(2000)).step("start message")
+        l4::thread::start_message(t.id, sp, ip, ms(2000)).ctx("start message")
     }
 
     /// Starts `t` (made by [`Space::thread`]) running `f(arg)`.
-    pub fn start(&self, t: &Thread, f: fn(usize), arg: usize) -> Result<(), Msg> {
+    pub fn start(&self, t: &Thread, f: fn(usize), arg: usize) -> Result<(), Why> {
         let (sp, ip) = t.entry(f, arg);
         start_by_pager(t.id, sp, ip)
     }
@@ -403,19 +403,19 @@ impl Drop for Space {
 const START_REQUEST: u64 = 0x57A7;
 
 /// Asks the pager thread to send the start message (`ip`, `sp`) to `dest`.
-fn start_by_pager(dest: ThreadId, sp: u64, ip: u64) -> Result<(), Msg> {
+fn start_by_pager(dest: ThreadId, sp: u64, ip: u64) -> Result<(), Why> {
     let m = l4::ipc::Msg::with_words(START_REQUEST, &[dest.raw(), ip, sp])
-        .map_err(|_| Msg::format(format_args!("start request does not fit")))?;
+        .map_err(|_| Why::new(format_args!("start request does not fit")))?;
     let answer =
-        l4::ipc::call(pager_id(), &m, ms(2000), ms(4000)).step("start request to the pager")?;
+        l4::ipc::call(pager_id(), &m, ms(2000), ms(4000)).ctx("start request to the pager")?;
     match answer.word(0) {
         Some(wire::OK) => Ok(()),
-        Some(w) => Err(Msg::format(format_args!(
+        Some(w) => Err(Why::new(format_args!(
             "the pager's start message to {:?}: {}",
             dest,
             wire::Shown(w)
         ))),
-        None => Err(Msg::format(format_args!("empty answer from the pager"))),
+        None => Err(Why::new(format_args!("empty answer from the pager"))),
     }
 }
 
@@ -588,9 +588,9 @@ fn monitor_main(_: usize) {
 
 /// Sets up the environment: records the main thread, sets its priority and starts the
 /// pager and monitor threads. Call once, from the main thread, first.
-pub fn init() -> Result<(), Msg> {
+pub fn init() -> Result<(), Why> {
     MAIN.store(l4::utcb::my_global_id().raw(), Ordering::Release);
-    l4::thread::set_priority(main_id(), PRIO).step("Schedule (main thread)")?;
+    l4::thread::set_priority(main_id(), PRIO).ctx("Schedule (main thread)")?;
     let pager = Thread::spawn(pager_main, 0, PAGER_PRIO)?;
     PAGER.store(pager.id().raw(), Ordering::Release);
     pager.keep();
@@ -634,7 +634,7 @@ pub struct Watchdog {
 
 impl Watchdog {
     /// Arms a watchdog over `target` that fires after `after_us`.
-    pub fn arm(target: ThreadId, after_us: u64) -> Result<Self, Msg> {
+    pub fn arm(target: ThreadId, after_us: u64) -> Result<Self, Why> {
         WATCH.clear();
         WATCH.set(WATCH_TARGET, target.raw());
         WATCH.set(WATCH_AFTER, after_us);

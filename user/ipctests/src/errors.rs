@@ -14,7 +14,7 @@ use crate::env::{
     fresh_id, main_id, root_local_id, state, wait_blocked, Space, Thread, Watchdog, PRIO,
     UNUSED_ROOT_SLOT,
 };
-use crate::harness::{ensure, fail, pause, Check, Runner, Step};
+use crate::harness::{ensure, fail, pause, Check, Context, Runner};
 use crate::jobs::{self, lane, OUT, PARAM, PARAM2};
 use crate::wire::{self, expect_err, expect_ok, ms, tmo, OK};
 
@@ -84,7 +84,7 @@ fn send_stale() -> Check {
 fn send_deleted() -> Check {
     let mut w = Thread::spawn(jobs::park, 0, PRIO)?;
     let id = w.id();
-    w.delete().step("ThreadControl (delete)")?;
+    w.delete().ctx("ThreadControl (delete)")?;
     expect_err(send_to(id, ms(20)), IpcErrorCode::NotExist, Phase::Send)
 }
 
@@ -172,7 +172,7 @@ fn abort(t: &Thread, receiving: bool, req: ExRegs) -> Check {
         "the thread never blocked (state {:?})",
         state(t.id())
     );
-    let out = req.apply(t.id()).step("ExchangeRegisters (abort)")?;
+    let out = req.apply(t.id()).ctx("ExchangeRegisters (abort)")?;
     ensure!(
         out.state.receiving() == receiving && out.state.sending() != receiving,
         "ExchangeRegisters reported old state {:#x}; the thread was {}",
@@ -232,7 +232,7 @@ fn abort_receive_spares_send() -> Check {
     ExRegs::new()
         .abort_receive()
         .apply(w.id())
-        .step("ExchangeRegisters (abort receive)")?;
+        .ctx("ExchangeRegisters (abort receive)")?;
     pause(2_000);
     ensure!(
         lane(0).get(OUT) == 0,
@@ -257,7 +257,7 @@ fn abort_send_spares_receive() -> Check {
     ExRegs::new()
         .abort_send()
         .apply(w.id())
-        .step("ExchangeRegisters (abort send)")?;
+        .ctx("ExchangeRegisters (abort send)")?;
     pause(2_000);
     ensure!(
         lane(0).get(OUT) == 0,
@@ -283,7 +283,7 @@ fn delete_receiver() -> Check {
         wait_blocked(s2.id(), false, 2_000_000),
         "sender 2 never blocked"
     );
-    r.delete().step("ThreadControl (delete the receiver)")?;
+    r.delete().ctx("ThreadControl (delete the receiver)")?;
     outcome_is(&s1, 1, IpcErrorCode::NotExist, Phase::Send)?;
     outcome_is(&s2, 2, IpcErrorCode::NotExist, Phase::Send)
 }
@@ -297,7 +297,7 @@ fn delete_sender() -> Check {
         "the receiver never blocked"
     );
     s.delete()
-        .step("ThreadControl (delete the awaited sender)")?;
+        .ctx("ThreadControl (delete the awaited sender)")?;
     outcome_is(&r, 1, IpcErrorCode::NotExist, Phase::Receive)
 }
 
@@ -309,7 +309,7 @@ fn delete_unrelated() -> Check {
         "the receiver never blocked"
     );
     let mut x = Thread::spawn(jobs::park, 0, PRIO)?;
-    x.delete().step("ThreadControl (delete)")?;
+    x.delete().ctx("ThreadControl (delete)")?;
     pause(2_000);
     ensure!(
         lane(0).get(OUT) == 0,
@@ -330,7 +330,7 @@ fn delete_receiving() -> Check {
     );
     let id = r.id();
     r.delete()
-        .step("ThreadControl (delete a receiving thread)")?;
+        .ctx("ThreadControl (delete a receiving thread)")?;
     expect_err(send_to(id, Time::Zero), IpcErrorCode::NotExist, Phase::Send)
 }
 
@@ -341,7 +341,7 @@ fn delete_sending() -> Check {
         wait_blocked(s.id(), false, 2_000_000),
         "the sender never blocked"
     );
-    s.delete().step("ThreadControl (delete a sending thread)")?;
+    s.delete().ctx("ThreadControl (delete a sending thread)")?;
     let r = wire::ipc(
         ThreadId::NIL,
         ThreadId::ANY,
@@ -367,7 +367,7 @@ fn delete_caller() -> Check {
         "the caller is not waiting for the reply"
     );
     let id = c.id();
-    c.delete().step("ThreadControl (delete the caller)")?;
+    c.delete().ctx("ThreadControl (delete the caller)")?;
     expect_err(send_to(id, Time::Zero), IpcErrorCode::NotExist, Phase::Send)
 }
 

@@ -21,7 +21,7 @@ use abi::thread_id::ThreadId;
 use abi::time::Time;
 
 use crate::env::{in_image, is_page_fault, main_id, main_local, wait_blocked, Space, Thread, PRIO};
-use crate::harness::{ensure, fail, now, Check, Msg, Runner};
+use crate::harness::{ensure, fail, now, Check, Runner, Why};
 use crate::jobs::{self, lane, lane_label, lane_words, FROM, OUT, PARAM, PARAM2, TAG, W};
 use crate::wire::{self, expect_ok, map_item, tmo, LONG};
 
@@ -30,13 +30,13 @@ pub fn run(r: &mut Runner) {
     r.group("propagate");
     let p = same_space();
     r.check("receiver-sees-virtual-sender", || {
-        p.as_ref().map_err(Msg::clone)?.virtual_from()
+        p.as_ref().map_err(Why::clone)?.virtual_from()
     });
     r.check("flag-p-delivered", || {
-        p.as_ref().map_err(Msg::clone)?.flag_p()
+        p.as_ref().map_err(Why::clone)?.flag_p()
     });
     r.check("actual-sender-tcr", || {
-        p.as_ref().map_err(Msg::clone)?.actual()
+        p.as_ref().map_err(Why::clone)?.actual()
     });
     r.check("not-allowed-delivers-as-actual-sender", not_allowed);
     r.check("virtual-sender-gets-receivers-reply", propagated_call);
@@ -90,7 +90,7 @@ struct Prop {
     vs: (ThreadId, ThreadId),
 }
 
-fn same_space() -> Result<Prop, Msg> {
+fn same_space() -> Result<Prop, Why> {
     jobs::clear_all();
     let v = Thread::spawn(jobs::park, 0, PRIO)?;
     let rcv = jobs::local(receive_tcrs, 1, ThreadId::ANY, 0)?;
@@ -243,7 +243,7 @@ struct Got {
 /// Serves image page faults of the confined space's threads (the main thread is their
 /// pager) until `done()` holds (returns `None`) or another message arrives (returned),
 /// for at most 2 s.
-fn pump(mut done: impl FnMut() -> bool) -> Result<Option<Got>, Msg> {
+fn pump(mut done: impl FnMut() -> bool) -> Result<Option<Got>, Why> {
     let deadline = now() + 2_000_000;
     for _ in 0..256 {
         if done() {
@@ -290,14 +290,14 @@ fn pump(mut done: impl FnMut() -> bool) -> Result<Option<Got>, Msg> {
     if done() {
         return Ok(None);
     }
-    Err(Msg::format(format_args!("nothing arrived in 2 s")))
+    Err(Why::new(format_args!("nothing arrived in 2 s")))
 }
 
 /// Waits (serving faults) for lane `i`'s outcome.
-fn pump_lane(i: usize) -> Result<u64, Msg> {
+fn pump_lane(i: usize) -> Result<u64, Why> {
     match pump(|| lane(i).get(OUT) != 0)? {
         None => Ok(lane(i).get(OUT)),
-        Some(g) => Err(Msg::format(format_args!(
+        Some(g) => Err(Why::new(format_args!(
             "an unexpected message {:#x} from {:?} reached the redirector",
             g.tag.raw(),
             g.from
@@ -307,24 +307,24 @@ fn pump_lane(i: usize) -> Result<u64, Msg> {
 
 /// What the redirection scenario observed (each step's own failure, if it failed).
 struct Redirect {
-    first: Result<(Got, ThreadId, ThreadId), Msg>,
-    forwarded: Result<(), Msg>,
-    same_space: Result<(), Msg>,
-    to_redirector: Result<(), Msg>,
-    into_space: Result<(), Msg>,
-    call: Result<(), Msg>,
-    removed: Result<(), Msg>,
+    first: Result<(Got, ThreadId, ThreadId), Why>,
+    forwarded: Result<(), Why>,
+    same_space: Result<(), Why>,
+    to_redirector: Result<(), Why>,
+    into_space: Result<(), Why>,
+    call: Result<(), Why>,
+    removed: Result<(), Why>,
 }
 
 fn redirect_scenario() -> Redirect {
     let mut rd = Redirect {
-        first: Err(Msg::format(format_args!("not run"))),
-        forwarded: Err(Msg::format(format_args!("not run"))),
-        same_space: Err(Msg::format(format_args!("not run"))),
-        to_redirector: Err(Msg::format(format_args!("not run"))),
-        into_space: Err(Msg::format(format_args!("not run"))),
-        call: Err(Msg::format(format_args!("not run"))),
-        removed: Err(Msg::format(format_args!("not run"))),
+        first: Err(Why::new(format_args!("not run"))),
+        forwarded: Err(Why::new(format_args!("not run"))),
+        same_space: Err(Why::new(format_args!("not run"))),
+        to_redirector: Err(Why::new(format_args!("not run"))),
+        into_space: Err(Why::new(format_args!("not run"))),
+        call: Err(Why::new(format_args!("not run"))),
+        removed: Err(Why::new(format_args!("not run"))),
     };
     let mut space = match Space::new() {
         Ok(s) => s,
@@ -349,7 +349,7 @@ fn redirect_scenario() -> Redirect {
 }
 
 /// Starts `job` on lane `i` in the confined space (paged by the main thread).
-fn confined(space: &mut Space, job: fn(usize), i: usize, partner: ThreadId) -> Result<Thread, Msg> {
+fn confined(space: &mut Space, job: fn(usize), i: usize, partner: ThreadId) -> Result<Thread, Why> {
     lane(i).set(PARAM, partner.raw());
     lane(i).set(PARAM2, 0);
     let t = space.thread_paged_by(PRIO, main_id())?;
@@ -361,8 +361,8 @@ fn confined(space: &mut Space, job: fn(usize), i: usize, partner: ThreadId) -> R
 /// thread passes it on to W, propagated on X's behalf.
 fn first_step(
     space: &mut Space,
-    forwarded: &mut Result<(), Msg>,
-) -> Result<(Got, ThreadId, ThreadId), Msg> {
+    forwarded: &mut Result<(), Why>,
+) -> Result<(Got, ThreadId, ThreadId), Why> {
     jobs::clear_all();
     let w = jobs::local(receive_tcrs, 1, ThreadId::ANY, 0)?;
     let x = confined(space, jobs::send, 0, w.id())?;
@@ -534,7 +534,7 @@ fn removed_step(space: &mut Space) -> Check {
 
 impl Redirect {
     fn redirected(&self) -> Check {
-        let (g, x, _) = self.first.as_ref().map_err(Msg::clone)?;
+        let (g, x, _) = self.first.as_ref().map_err(Why::clone)?;
         ensure!(
             g.tag.redirected(),
             "the redirector got tag {:#x} without flag r",
@@ -556,7 +556,7 @@ impl Redirect {
     }
 
     fn intended(&self) -> Check {
-        let (g, _, w) = self.first.as_ref().map_err(Msg::clone)?;
+        let (g, _, w) = self.first.as_ref().map_err(Why::clone)?;
         ensure!(
             g.intended == *w,
             "IntendedReceiver {:?}; the message was sent to {:?}",
@@ -567,7 +567,7 @@ impl Redirect {
     }
 
     fn forwarded(&self) -> Check {
-        self.first.as_ref().map_err(Msg::clone)?;
+        self.first.as_ref().map_err(Why::clone)?;
         self.forwarded.clone()
     }
 

@@ -21,7 +21,7 @@ use abi::thread_id::ThreadId;
 use abi::time::Time;
 
 use crate::env::{faults, main_id, wait_blocked, Space, Thread, PRIO};
-use crate::harness::{ensure, fail, wait_until, Check, Msg, Runner};
+use crate::harness::{ensure, fail, wait_until, Check, Runner, Why};
 use crate::jobs::{self, lane, EXTRA, LANE_WORDS, OUT, PARAM, PARAM2, TAG, W};
 use crate::wire::{self, expect_err, expect_ok, map_item, tmo, LONG};
 
@@ -37,10 +37,10 @@ pub fn run(r: &mut Runner) {
     r.check("nil-fpage-maps-nothing", nil_fpage);
     let na = no_acceptor();
     r.check("no-acceptor-sender-error", || {
-        na.as_ref().map_err(Msg::clone)?.sender()
+        na.as_ref().map_err(Why::clone)?.sender()
     });
     r.check("no-acceptor-receiver-error", || {
-        na.as_ref().map_err(Msg::clone)?.receiver()
+        na.as_ref().map_err(Why::clone)?.receiver()
     });
     let g = grant_scenario();
     r.group("grant");
@@ -179,7 +179,7 @@ struct Child {
     t: Thread,
 }
 
-fn child(acceptor: Acceptor, probes: &[u64]) -> Result<Child, Msg> {
+fn child(acceptor: Acceptor, probes: &[u64]) -> Result<Child, Why> {
     jobs::clear_all();
     let l = lane(0);
     l.set(PARAM, main_id().raw());
@@ -446,7 +446,7 @@ impl NoAcceptor {
     }
 }
 
-fn no_acceptor() -> Result<NoAcceptor, Msg> {
+fn no_acceptor() -> Result<NoAcceptor, Why> {
     SRC.set_markers(0xF6_0000);
     let c = child(Acceptor::UNTYPED, &[])?;
     let item = map_item(Fpage::new(SRC.base(), 12, Rights::RW), 0, false, false);
@@ -470,7 +470,7 @@ fn peek(i: usize) {
 }
 
 /// What a root thread saw at `addr`: `Some(value)`, or `None` if it faulted.
-fn root_peek(i: usize, addr: u64) -> Result<(Option<u64>, Thread), Msg> {
+fn root_peek(i: usize, addr: u64) -> Result<(Option<u64>, Thread), Why> {
     let l = lane(i);
     l.set(PARAM, addr);
     l.set(EXTRA, 0);
@@ -489,7 +489,7 @@ fn root_peek(i: usize, addr: u64) -> Result<(Option<u64>, Thread), Msg> {
     });
     match (decided, result) {
         (true, Some(r)) => Ok((r, t)),
-        _ => Err(Msg::format(format_args!(
+        _ => Err(Why::new(format_args!(
             "a root thread reading {:#x} neither read nor faulted",
             addr
         ))),
@@ -498,7 +498,7 @@ fn root_peek(i: usize, addr: u64) -> Result<(Option<u64>, Thread), Msg> {
 
 /// The grant scenario's findings.
 struct Grant {
-    error: Option<Msg>,
+    error: Option<Why>,
     sent: u64,
     child_saw: Option<u64>,
     root_after_grant: Option<Option<u64>>,
@@ -518,7 +518,7 @@ fn grant_scenario() -> Grant {
         root_after_back: None,
     };
     if !GRANT_HOME.load(Ordering::SeqCst) {
-        g.error = Some(Msg::format(format_args!("the grant page was lost earlier")));
+        g.error = Some(Why::new(format_args!("the grant page was lost earlier")));
         return g;
     }
     if let Err(e) = run_grant(&mut g) {

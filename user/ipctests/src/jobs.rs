@@ -11,7 +11,7 @@ use abi::thread_id::ThreadId;
 use abi::time::Time;
 
 use crate::env::{Space, Thread, PRIO};
-use crate::harness::{now, Cells, Msg};
+use crate::harness::{now, Cells, Why};
 use crate::wire::{self, LONG};
 
 /// Words of a lane.
@@ -164,7 +164,7 @@ pub fn echo(i: usize) {
 }
 
 /// Starts a root-space thread running `job` on lane `i` with `partner` and `param2`.
-pub fn local(job: fn(usize), i: usize, partner: ThreadId, param2: u64) -> Result<Thread, Msg> {
+pub fn local(job: fn(usize), i: usize, partner: ThreadId, param2: u64) -> Result<Thread, Why> {
     lane(i).set(PARAM, partner.raw());
     lane(i).set(PARAM2, param2);
     Thread::spawn(job, i, PRIO)
@@ -177,7 +177,7 @@ pub fn child(
     i: usize,
     partner: ThreadId,
     param2: u64,
-) -> Result<Thread, Msg> {
+) -> Result<Thread, Why> {
     lane(i).set(PARAM, partner.raw());
     lane(i).set(PARAM2, param2);
     space.spawn(job, i, PRIO)

@@ -696,7 +696,7 @@ fn mrs_utcb() -> Check {
 }
 
 /// Sends a message with u = 60 and t = 4 (u + t > 63) to a waiting receiver.
-fn overflowing_send() -> Result<(u64, u64), crate::harness::Msg> {
+fn overflowing_send() -> Result<(u64, u64), crate::harness::Why> {
     jobs::clear_all();
     let w = jobs::local(jobs::receive, 0, main_local(), 1_000_000)?;
     ensure!(

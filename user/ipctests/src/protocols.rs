@@ -15,7 +15,7 @@ use abi::thread_id::ThreadId;
 use abi::time::Time;
 
 use crate::env::{in_image, is_page_fault, main_id, state, Space, Thread, PRIO};
-use crate::harness::{ensure, fail, now, wait_until, Cells, Check, Msg, Runner, Step};
+use crate::harness::{ensure, fail, now, wait_until, Cells, Check, Context, Runner, Why};
 use crate::jobs::{self, lane, EXTRA, OUT, PARAM, PARAM2, W};
 use crate::wire::{self, expect_err, expect_ok, map_item, ms, tmo, LONG};
 
@@ -157,7 +157,7 @@ struct Seen {
 
 /// What the page-fault scenario observed.
 struct Pf {
-    error: Option<Msg>,
+    error: Option<Why>,
     seen: [Option<Seen>; 3],
     child: ThreadId,
 }
@@ -539,7 +539,7 @@ fn exception_job(i: usize) {
 
 /// What an exception scenario observed.
 struct Exc {
-    error: Option<Msg>,
+    error: Option<Why>,
     kind: Kind,
     msg: [u64; 20],
     from: ThreadId,
@@ -778,7 +778,7 @@ fn start_message() -> Check {
     // The main thread is its pager, so the start message comes from here.
     let t = Thread::local_paged_by(PRIO, main_id())?;
     let (sp, ip) = t.entry(whoami, 0);
-    l4::thread::start_message(t.id(), sp, ip, LONG).step("start message")?;
+    l4::thread::start_message(t.id(), sp, ip, LONG).ctx("start message")?;
     ensure!(t.wait_done(2_000_000), "the thread did not run");
     let l = lane(0);
     ensure!(
@@ -823,7 +823,7 @@ fn start_only_from_pager() -> Check {
         lane(0).get(EXTRA) == 0,
         "the thread started on a message from a thread that is not its pager"
     );
-    l4::thread::start_message(t.id(), sp, ip, LONG).step("the pager's start message")?;
+    l4::thread::start_message(t.id(), sp, ip, LONG).ctx("the pager's start message")?;
     ensure!(
         t.wait_done(2_000_000),
         "the thread did not run after its pager's start message"

@@ -18,7 +18,7 @@ use abi::time::Time;
 use l4::println;
 
 use crate::env::{Space, Thread, PRIO};
-use crate::harness::{ensure, now, Cells, Check, Msg, Runner};
+use crate::harness::{ensure, now, Cells, Check, Runner, Why};
 use crate::wire::{self, tmo};
 
 /// Client/server pairs.
@@ -76,18 +76,18 @@ pub fn run(r: &mut Runner) {
     let res = stress();
     let rep = res.as_ref();
     r.check("all-messages-delivered", || {
-        rep.map_err(Msg::clone)?.delivered()
+        rep.map_err(Why::clone)?.delivered()
     });
     r.check("no-loss-or-duplication", || {
-        rep.map_err(Msg::clone)?.sum(p::SEQ_ERR, "sequence")
+        rep.map_err(Why::clone)?.sum(p::SEQ_ERR, "sequence")
     });
     r.check("no-corruption", || {
-        rep.map_err(Msg::clone)?.sum(p::SUM_ERR, "checksum")
+        rep.map_err(Why::clone)?.sum(p::SUM_ERR, "checksum")
     });
     r.check("senders-identified", || {
-        rep.map_err(Msg::clone)?.sum(p::FROM_ERR, "From")
+        rep.map_err(Why::clone)?.sum(p::FROM_ERR, "From")
     });
-    r.check("no-ipc-failure", || rep.map_err(Msg::clone)?.ipc());
+    r.check("no-ipc-failure", || rep.map_err(Why::clone)?.ipc());
 }
 
 /// The checksum of a message: label, sequence number and payload words.
@@ -238,7 +238,7 @@ enum Place {
 }
 
 /// Creates a thread (not started) at `place`.
-fn create(place: Place, s1: &mut Space, s2: &mut Space) -> Result<Thread, Msg> {
+fn create(place: Place, s1: &mut Space, s2: &mut Space) -> Result<Thread, Why> {
     match place {
         Place::Root => Thread::local(PRIO),
         Place::Child1 => s1.thread(PRIO),
@@ -251,7 +251,7 @@ struct Report {
     pairs: [[u64; p::WORDS]; PAIRS],
 }
 
-fn stress() -> Result<Report, Msg> {
+fn stress() -> Result<Report, Why> {
     for c in &PAIR {
         c.clear();
     }
@@ -299,13 +299,13 @@ fn stress() -> Result<Report, Msg> {
                      k: usize,
                      s1: &Space,
                      s2: &Space|
-     -> Result<(), Msg> {
+     -> Result<(), Why> {
         match place {
             Place::Root => {
                 let (sp, ip) = t.entry(f, k);
                 l4::thread::start(t.id(), sp, ip)
                     .map(|_| ())
-                    .map_err(|e| Msg::format(format_args!("start: {:?}", e)))
+                    .map_err(|e| Why::new(format_args!("start: {:?}", e)))
             }
             Place::Child1 => s1.start(t, f, k),
             Place::Child2 => s2.start(t, f, k),

@@ -17,7 +17,7 @@ use abi::thread_id::ThreadId;
 use abi::time::{Time, Timeouts};
 
 use crate::env::{faults, main_id, wait_blocked, Space, Thread, Watchdog, PRIO};
-use crate::harness::{ensure, fail, now, wait_until, Check, Msg, Runner};
+use crate::harness::{ensure, fail, now, wait_until, Check, Runner, Why};
 use crate::jobs::{self, lane, OUT, PARAM, T0, T1, TAG, W};
 use crate::timeouts::within;
 use crate::wire::{self, expect_err, expect_ok, ms, string_item, tmo, Shown, LONG};
@@ -35,12 +35,12 @@ pub fn run(r: &mut Runner) {
     let o = too_long();
     r.check("too-long-overflow-sender", || {
         o.as_ref()
-            .map_err(Msg::clone)
+            .map_err(Why::clone)
             .and_then(|o| expect_err(o.0, IpcErrorCode::Overflow, Phase::Send))
     });
     r.check("too-long-overflow-receiver", || {
         o.as_ref()
-            .map_err(Msg::clone)
+            .map_err(Why::clone)
             .and_then(|o| expect_err(o.1, IpcErrorCode::Overflow, Phase::Receive))
     });
     r.check("no-string-acceptance-overflow", no_acceptance);
@@ -54,10 +54,10 @@ pub fn run(r: &mut Runner) {
     });
     let x = xfer_timeout();
     r.check("xfer-timeout-receiver-partner-code", || {
-        x.as_ref().map_err(Msg::clone)?.receiver()
+        x.as_ref().map_err(Why::clone)?.receiver()
     });
     r.check("xfer-timeout-sender-current-code", || {
-        x.as_ref().map_err(Msg::clone)?.sender()
+        x.as_ref().map_err(Why::clone)?.sender()
     });
     r.check("receive-timeout-does-not-cut-a-transfer", receive_timeout_in_transfer);
     r.check("abort-during-transfer-both-aborted", abort_in_transfer);
@@ -235,7 +235,7 @@ fn rx_lane(i: usize, from: ThreadId, acceptor: Acceptor, list: &[(u64, &[u64], b
 }
 
 /// A root thread receiving from the main thread into `list`; returns once it waits.
-fn root_receiver(acceptor: Acceptor, list: &[(u64, &[u64], bool)]) -> Result<Thread, Msg> {
+fn root_receiver(acceptor: Acceptor, list: &[(u64, &[u64], bool)]) -> Result<Thread, Why> {
     jobs::clear_all();
     rx_lane(0, main_id(), acceptor, list);
     let t = Thread::spawn(rx_job, 0, PRIO)?;
@@ -381,7 +381,7 @@ fn with_untyped() -> Check {
 }
 
 /// A 200-byte string into a 64-byte buffer: the sender's and the receiver's outcomes.
-fn too_long() -> Result<(u64, u64), Msg> {
+fn too_long() -> Result<(u64, u64), Why> {
     SRC.fill(0, 200, 0x70);
     DST.clear();
     let t = root_receiver(Acceptor::STRINGS, &[(64, &[DST.addr()], false)])?;
@@ -537,7 +537,7 @@ impl Xfer {
     }
 }
 
-fn xfer_timeout() -> Result<Xfer, Msg> {
+fn xfer_timeout() -> Result<Xfer, Why> {
     jobs::clear_all();
     DST.clear();
     let l = lane(0);
@@ -579,7 +579,7 @@ const STUCK: u64 = 0x7000_0000;
 
 /// Starts a child that sends 64 bytes from [`STUCK`] to the main thread after 30 ms
 /// with transfer timeouts of `xfer_ms`, and sets up the main thread's buffer for it.
-fn stuck_sender(space: &mut Space, xfer_ms: u64) -> Result<Thread, Msg> {
+fn stuck_sender(space: &mut Space, xfer_ms: u64) -> Result<Thread, Why> {
     jobs::clear_all();
     DST.clear();
     let l = lane(0);
@@ -610,7 +610,7 @@ fn deleter_job(i: usize) {
 }
 
 /// Starts [`deleter_job`] on lane 1 for `victim` after `after_us`.
-fn deleter(victim: ThreadId, after_us: u64) -> Result<Thread, Msg> {
+fn deleter(victim: ThreadId, after_us: u64) -> Result<Thread, Why> {
     let l = lane(1);
     l.set(PARAM, victim.raw());
     l.set(w::DELAY, after_us);

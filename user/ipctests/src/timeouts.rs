@@ -9,7 +9,7 @@ use abi::thread_id::ThreadId;
 use abi::time::{Time, Timeouts};
 
 use crate::env::{main_id, Thread, Watchdog, PRIO};
-use crate::harness::{ensure, fail, now, Check, Msg, Runner};
+use crate::harness::{ensure, fail, now, Check, Runner, Why};
 use crate::jobs::{self, lane, OUT, PARAM, PARAM2, T0, T1};
 use crate::wire::{self, expect_err, expect_ok, ms, tmo};
 
@@ -65,7 +65,7 @@ pub fn within(dt: u64, want: u64, what: &str) -> Check {
 }
 
 /// A thread that exists and never sends or receives anything useful.
-fn silent() -> Result<Thread, Msg> {
+fn silent() -> Result<Thread, Why> {
     Thread::spawn(jobs::park, 0, PRIO)
 }
 
@@ -223,7 +223,7 @@ fn send_never() -> Check {
 
 /// A time point `us` from now: the encoded value and the absolute clock value it names
 /// (rounded up by the encoding, never earlier than asked).
-fn point(us: u64) -> Result<(Time, u64), Msg> {
+fn point(us: u64) -> Result<(Time, u64), Why> {
     let t = now();
     let at = t + us;
     let Some(raw) = Time::point_us(at, t) else {

@@ -25,7 +25,7 @@ use drvkit::tsc::rdtsc;
 
 use crate::dev;
 use crate::env::{self, Worker};
-use crate::harness::{ensure, sleep_us, wait_until, Context, Outcome, Runner};
+use crate::harness::{ensure, sleep_us, wait_until, Check, Context, Runner};
 
 /// Rounds measured (after [`WARMUP`] unmeasured ones).
 const ROUNDS: usize = 64;
@@ -60,7 +60,7 @@ fn median(v: &mut [u64]) -> u64 {
     v[v.len() / 2]
 }
 
-fn measure() -> Outcome {
+fn measure() -> Check {
     SEEN.store(0, Ordering::Release);
     GO.store(0, Ordering::Release);
     dev::loopback(false);

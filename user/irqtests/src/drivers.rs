@@ -15,7 +15,7 @@ use uart::Uart;
 
 use crate::dev;
 use crate::env::{self, Space, Worker};
-use crate::harness::{ensure, fail, now, wait_until, Context, Outcome, Runner, Why};
+use crate::harness::{ensure, fail, now, wait_until, Check, Context, Runner, Why};
 
 /// Set once the driver's line is attached (the driver waits for it).
 static GO: AtomicU64 = AtomicU64::new(0);
@@ -73,13 +73,13 @@ fn server(r: &Running) -> ThreadId {
 }
 
 /// Waits (bounded) until the driver answers a ping.
-fn up(ping: impl Fn() -> bool) -> Outcome {
+fn up(ping: impl Fn() -> bool) -> Check {
     ensure!(wait_until(2_000_000, ping), "the driver does not answer");
     Ok(())
 }
 
 /// Reads `want` bytes in loopback (bounded), comparing them with `sent`.
-fn read_back(u: Uart, sent: &[u8]) -> Outcome {
+fn read_back(u: Uart, sent: &[u8]) -> Check {
     let mut got = 0;
     let mut buf = [0u8; 256];
     let end = now() + 3_000_000;

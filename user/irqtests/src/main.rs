@@ -36,7 +36,7 @@ use abi::fpage::Rights;
 use abi::time::Time;
 
 use crate::env::{faults, Worker};
-use crate::harness::{ensure, wait_until, Context, Outcome, Runner};
+use crate::harness::{ensure, wait_until, Check, Context, Runner};
 
 static PROBE: [AtomicU64; 2] = [const { AtomicU64::new(0) }; 2];
 
@@ -71,7 +71,7 @@ fn iopl() -> u64 {
     (flags >> 12) & 3
 }
 
-fn ports_from_sigma0() -> Outcome {
+fn ports_from_sigma0() -> Check {
     let t = Time::Period { us: 1_000_000 };
     let com1 = drvkit::sigma0::request_io(dev::COM1.fpage(Rights::RW), t);
     let cmos = drvkit::sigma0::request_io(dev::CMOS.fpage(Rights::RW), t);

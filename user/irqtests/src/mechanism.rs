@@ -18,7 +18,7 @@ use l4::ipc;
 
 use crate::dev;
 use crate::env::{self, faults, Space, Worker};
-use crate::harness::{ensure, fail, now, sleep_us, wait_until, Context, Outcome, Runner};
+use crate::harness::{ensure, fail, now, sleep_us, wait_until, Check, Context, Runner};
 
 /// Receive timeout of a delivery that must come.
 const COME: Time = Time::Period { us: 500_000 };
@@ -34,7 +34,7 @@ fn me() -> ThreadId {
 }
 
 /// Receives one message from anyone within `t`; checks it is `line`'s interrupt.
-fn expect_interrupt(l: Line, t: Time) -> Outcome {
+fn expect_interrupt(l: Line, t: Time) -> Check {
     let r = ipc::receive(ThreadId::ANY, t).ctx("receive")?;
     ensure!(
         r.from == l.id(),
@@ -53,7 +53,7 @@ fn expect_interrupt(l: Line, t: Time) -> Outcome {
 }
 
 /// A closed receive from `l` that must end in the receive timeout.
-fn expect_none(l: Line, t: Time) -> Outcome {
+fn expect_none(l: Line, t: Time) -> Check {
     match ipc::receive(l.id(), t) {
         Err(e) if e.is(IpcErrorCode::Timeout, Phase::Receive) => Ok(()),
         Err(e) => fail!("receive failed otherwise: {:?}", e),
@@ -69,7 +69,7 @@ fn raw_attach(n: u32, handler: ThreadId) -> Result<(), l4::Error> {
 // ---------------------------------------------------------------------------------------
 // Attaching
 
-fn attach_rejects_bad_lines() -> Outcome {
+fn attach_rejects_bad_lines() -> Check {
     let ti = ThreadInfo::decode(l4::kip::get().thread_info);
     let r = raw_attach(2, me());
     ensure!(
@@ -95,7 +95,7 @@ fn attach_rejects_bad_lines() -> Outcome {
 }
 
 /// The RTC checks share the attached line; each leaves it as the next expects.
-fn rtc_delivery_from_irq_8() -> Outcome {
+fn rtc_delivery_from_irq_8() -> Check {
     let l = line(8)?;
     irq::attach(l, me()).ctx("attach line 8")?;
     dev::rtc_status_c();
@@ -106,7 +106,7 @@ fn rtc_delivery_from_irq_8() -> Outcome {
     irq::ack(l).ctx("acknowledge")
 }
 
-fn rtc_each_delivery_is_a_device_interrupt() -> Outcome {
+fn rtc_each_delivery_is_a_device_interrupt() -> Check {
     let l = line(8)?;
     let t0 = now();
     for i in 0..16 {
@@ -125,7 +125,7 @@ fn rtc_each_delivery_is_a_device_interrupt() -> Outcome {
     Ok(())
 }
 
-fn detach_stops_delivery() -> Outcome {
+fn detach_stops_delivery() -> Check {
     let l = line(8)?;
     irq::detach(l).ctx("detach")?;
     dev::rtc_status_c();
@@ -141,7 +141,7 @@ fn detach_stops_delivery() -> Outcome {
     }
 }
 
-fn reattach_resumes_delivery() -> Outcome {
+fn reattach_resumes_delivery() -> Check {
     let l = line(8)?;
     irq::attach(l, me()).ctx("attach again")?;
     dev::rtc_status_c();
@@ -166,7 +166,7 @@ fn ack_by_others_refused_worker(_: usize) {
     CELL[0].store(code, Ordering::Release);
 }
 
-fn ack_by_non_handler_refused() -> Outcome {
+fn ack_by_non_handler_refused() -> Check {
     CELL[0].store(0, Ordering::Release);
     let w = Worker::local(ack_by_others_refused_worker, 0, env::MAIN_PRIO)?;
     ensure!(
@@ -181,7 +181,7 @@ fn ack_by_non_handler_refused() -> Outcome {
     }
 }
 
-fn rtc_off() -> Outcome {
+fn rtc_off() -> Check {
     dev::rtc_periodic(64, false);
     dev::rtc_status_c();
     irq::detach(line(8)?).ctx("detach")
@@ -194,7 +194,7 @@ fn rtc_off() -> Outcome {
 /// line 4 with the UART in loopback (no FIFO). One sequence (the UART must stay in
 /// loopback between the steps, and nothing may be printed meanwhile), reported as three
 /// checks: the results of the steps.
-fn uart_sequence() -> [Outcome; 3] {
+fn uart_sequence() -> [Check; 3] {
     let mut out = [Ok(()), Ok(()), Ok(())];
     let l = match line(4) {
         Ok(l) => l,
@@ -224,7 +224,7 @@ fn not_run() -> crate::harness::Why {
     crate::harness::Why::new(format_args!("not run: the step before failed"))
 }
 
-fn uart_delivery(l: Line) -> Outcome {
+fn uart_delivery(l: Line) -> Check {
     irq::attach(l, me()).ctx("attach line 4")?;
     dev::send(b'A');
     expect_interrupt(l, COME)?;
@@ -233,13 +233,13 @@ fn uart_delivery(l: Line) -> Outcome {
     Ok(())
 }
 
-fn no_delivery_while_unacknowledged(l: Line) -> Outcome {
+fn no_delivery_while_unacknowledged(l: Line) -> Check {
     // Line 4 is in service (not acknowledged). The UART raises it again now.
     dev::send(b'B');
     expect_none(l, STAY)
 }
 
-fn one_delivery_after_acknowledge(l: Line) -> Outcome {
+fn one_delivery_after_acknowledge(l: Line) -> Check {
     irq::ack(l).ctx("acknowledge")?;
     irq::wait(l, COME).ctx("the interrupt raised while in service")?;
     let got = dev::recv();
@@ -284,7 +284,7 @@ fn slow_handler(_: usize) {
     }
 }
 
-fn burst_while_slow_loses_nothing() -> Outcome {
+fn burst_while_slow_loses_nothing() -> Check {
     for c in &CELL {
         c.store(0, Ordering::Release);
     }
@@ -352,7 +352,7 @@ fn child_attach(_: usize) {
     );
 }
 
-fn unprivileged_attach_refused() -> Outcome {
+fn unprivileged_attach_refused() -> Check {
     CELL[5].store(0, Ordering::Release);
     let mut s = Space::new()?;
     let w = s.spawn(child_attach, 0, env::MAIN_PRIO)?;
@@ -395,7 +395,7 @@ fn child_in(_: usize) {
     CELL[6].store(0x100 | v as u64, Ordering::Release);
 }
 
-fn port_access_without_fpage_faults() -> Outcome {
+fn port_access_without_fpage_faults() -> Check {
     env::grant_ports(None);
     CELL[6].store(0, Ordering::Release);
     IN_IP.store(0, Ordering::Release);
@@ -441,7 +441,7 @@ fn child_reads_clock(_: usize) {
     CELL[7].store(0x100 | a as u64, Ordering::Release);
 }
 
-fn io_fault_resolved_by_mapping() -> Outcome {
+fn io_fault_resolved_by_mapping() -> Check {
     env::grant_ports(Some(dev::CMOS.fpage(Rights::RW)));
     CELL[7].store(0, Ordering::Release);
     let before = faults::io_count();
@@ -469,12 +469,12 @@ fn io_fault_resolved_by_mapping() -> Outcome {
 }
 
 /// A named check.
-type Check = fn() -> Outcome;
+type CheckFn = fn() -> Check;
 
 /// Runs the checks of this module.
 pub fn run(r: &mut Runner) {
     r.check("attach-rejects-bad-lines-and-handlers", attach_rejects_bad_lines);
-    let rtc: [(&str, Check); 6] = [
+    let rtc: [(&str, CheckFn); 6] = [
         ("rtc-delivery-comes-from-irq-8", rtc_delivery_from_irq_8),
         (
             "rtc-each-delivery-is-a-device-interrupt",

@@ -30,7 +30,7 @@ use l4::ipc;
 
 use crate::dev;
 use crate::env::{self, faults, Space, Worker};
-use crate::harness::{ensure, now, wait_until, Context, Outcome, Runner, Why};
+use crate::harness::{ensure, now, wait_until, Check, Context, Runner, Why};
 
 /// The test host: ports as this task has them (from σ0), power-off only recorded.
 struct TestHost {
@@ -269,7 +269,7 @@ impl Clients {
     }
 
     /// `ask` that must give `want`.
-    fn expect(&self, k: usize, op: u64, arg: u64, want: u64, what: &str) -> Outcome {
+    fn expect(&self, k: usize, op: u64, arg: u64, want: u64, what: &str) -> Check {
         let got = self.ask(k, op, arg)?;
         ensure!(got == want, "{}: result {:#x}, expected {:#x}", what, got, want);
         Ok(())

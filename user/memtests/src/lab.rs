@@ -26,9 +26,9 @@ use abi::fpage::{Fpage, Rights};
 use abi::msg::{label, Acceptor, MapItem, MsgTag};
 use abi::thread_id::ThreadId;
 use abi::time::Time;
-use l4::ipc::{self, IpcFailure, Msg};
+use l4::ipc::{self, Msg};
 
-use crate::harness::{fail, Step, Why};
+use crate::harness::{fail, ipc_code, Context, Why};
 
 /// Base of the physical window: physical `p` is at `WINDOW + p` in this space.
 pub const WINDOW: u64 = 0x1000_0000_0000;
@@ -69,20 +69,11 @@ pub fn user_base() -> u32 {
     abi::kip::ThreadInfo::decode(l4::kip::get().thread_info).user_base as u32
 }
 
-/// An IPC outcome as one word: 0 success, else the ErrorCode word.
-pub fn ipc_code<T>(r: &Result<T, IpcFailure>) -> u64 {
-    match r {
-        Ok(_) => 0,
-        Err(IpcFailure::Ipc(e)) => e.encode(),
-        Err(IpcFailure::Unknown(x)) => *x | 1 << 63,
-    }
-}
-
 /// Sends the σ0 request for `fpage` with `window` as the receive window; returns the
 /// fpage σ0 answered with (nil: refused).
 pub fn sigma0_request(fpage: Fpage, window: Fpage) -> Result<Fpage, Why> {
     ipc::set_acceptor(Acceptor::new(window, false));
-    let m = Msg::with_words(label::SIGMA0, &[fpage.raw(), 0]).step("message")?;
+    let m = Msg::with_words(label::SIGMA0, &[fpage.raw(), 0]).ctx("message")?;
     let r = ipc::call(
         sigma0(),
         &m,
@@ -90,7 +81,7 @@ pub fn sigma0_request(fpage: Fpage, window: Fpage) -> Result<Fpage, Why> {
         Time::Period { us: 1_000_000 },
     );
     ipc::set_acceptor(Acceptor::UNTYPED);
-    let r = r.step("σ0 request IPC")?;
+    let r = r.ctx("σ0 request IPC")?;
     let tag: MsgTag = r.tag();
     if tag.typed() != 2 || tag.untyped() != 0 {
         fail!("σ0 answered with tag {:#x}", tag.raw());
@@ -280,12 +271,11 @@ pub fn start_local(
     }
     let me = l4::utcb::my_global_id();
     let utcb = MY_UTCB_AREA + slot as u64 * UTCB_SIZE;
-    l4::thread::create_thread(id, me, me, pager, Some(utcb))
-        .step("ThreadControl (local thread)")?;
+    l4::thread::create_thread(id, me, me, pager, Some(utcb)).ctx("ThreadControl (local thread)")?;
     // SAFETY: stack slot `slot - 1` is used by this thread only (one thread per slot at a
     // time: the callers delete the thread before reusing its slot).
     let (sp, ip) = unsafe { l4::thread::prepare_entry(stack_top(slot - 1), entry, arg) };
-    l4::thread::start(id, sp, ip).step("start (local thread)")?;
+    l4::thread::start(id, sp, ip).ctx("start (local thread)")?;
     Ok(())
 }
 
@@ -372,7 +362,7 @@ impl Child {
         let pager = ThreadId(PAGER.load(Ordering::SeqCst));
         let id = fresh_id();
         l4::thread::create_thread(id, id, me, ThreadId::NIL, None)
-            .step("ThreadControl (child space)")?;
+            .ctx("ThreadControl (child space)")?;
         let child = Child { id };
         l4::space::space_control(
             id,
@@ -381,14 +371,14 @@ impl Child {
             Fpage::new(CHILD_UTCB, 12, Rights::NONE),
             ThreadId::NIL,
         )
-        .step("SpaceControl (child)")?;
+        .ctx("SpaceControl (child)")?;
         l4::thread::thread_control(id, id, me, pager, Some(CHILD_UTCB))
-            .step("ThreadControl (activate child)")?;
+            .ctx("ThreadControl (activate child)")?;
         // SAFETY: the stack slot is this child's alone while it lives (see `child_stack`).
         let (sp, ip) =
             unsafe { l4::thread::prepare_entry(child_stack(), child_main, me.raw() as usize) };
-        let m = Msg::with_words(cmd::START, &[id.raw(), sp, ip]).step("message")?;
-        let r = ipc::call(pager, &m, WAIT, WAIT).step("start request to the pager")?;
+        let m = Msg::with_words(cmd::START, &[id.raw(), sp, ip]).ctx("message")?;
+        let r = ipc::call(pager, &m, WAIT, WAIT).ctx("start request to the pager")?;
         if r.word(0) != Some(0) {
             fail!(
                 "pager could not start the child: error {:#x}",
@@ -400,8 +390,8 @@ impl Child {
 
     /// Sends a command without waiting for its result.
     pub fn begin(&self, label: u64, words: &[u64]) -> Result<(), Why> {
-        let m = Msg::with_words(label, words).step("message")?;
-        ipc::send(self.id, &m, WAIT).step("command to the child")
+        let m = Msg::with_words(label, words).ctx("message")?;
+        ipc::send(self.id, &m, WAIT).ctx("command to the child")
     }
 
     /// Waits for a command's result (its words).
@@ -411,7 +401,7 @@ impl Child {
 
     /// Waits at most `time` for a command's result.
     pub fn wait_for(&self, time: Time) -> Result<[u64; 2], Why> {
-        let r = ipc::receive(self.id, time).step("result from the child")?;
+        let r = ipc::receive(self.id, time).ctx("result from the child")?;
         Ok([r.msg.word(0).unwrap_or(0), r.msg.word(1).unwrap_or(0)])
     }
 
@@ -471,11 +461,11 @@ pub fn give(
     } else {
         MapItem::map(fpage, snd_base)
     };
-    m.push_map(item).step("map item")?;
+    m.push_map(item).ctx("map item")?;
     let sent = ipc::send(child.id, &m, WAIT);
     let r = child.wait()?;
     if r[0] == 0 {
-        sent.step("sending the map item")?;
+        sent.ctx("sending the map item")?;
     }
     Ok(r[0])
 }

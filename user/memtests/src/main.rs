@@ -20,14 +20,14 @@ mod lab;
 mod mapping;
 mod sigma0;
 
-use harness::Suite;
+use harness::Tally;
 
 fn main() {
     l4::println!(
         "memtests: memory checks, thread {:#x}",
         l4::utcb::my_global_id().raw()
     );
-    let mut s = Suite::new();
+    let mut s = Tally::new("memtests");
     match lab::init() {
         Ok(_) => {
             sigma0::run(&mut s);

@@ -10,7 +10,7 @@ use abi::msg::{Acceptor, MapItem};
 use abi::time::Time;
 use l4::ipc::{self, Msg};
 
-use crate::harness::{ensure, fail, Check, Step, Suite, Why};
+use crate::harness::{ensure, fail, Check, Context, Tally, Why};
 use crate::lab::{
     self, any, clear_faults, faulted, faulted_at, give, page, pass, peek, poke, Child, WINDOW,
 };
@@ -48,7 +48,7 @@ fn test_page(marker: u64) -> Result<u64, Why> {
 /// returns the accessed status the kernel reported.
 fn unmap(fpage: Fpage, flush: bool) -> Result<Rights, Why> {
     let mut f = [fpage];
-    l4::space::unmap(&mut f, flush).step("Unmap")?;
+    l4::space::unmap(&mut f, flush).ctx("Unmap")?;
     ensure!(
         f[0].base() == fpage.base() && f[0].log2size() == fpage.log2size(),
         "Unmap gave back {:?} for {:?}",
@@ -252,7 +252,7 @@ fn chain() -> Result<(Child, Child, Child, u64), Why> {
     Ok((b, c, d, p))
 }
 
-fn recursive(s: &mut Suite) -> Check {
+fn recursive(s: &mut Tally) -> Check {
     let (b, c, d, p) = chain()?;
     clear_faults();
     let v = d.read(VA3 + MARK_AT)?;
@@ -302,7 +302,7 @@ fn recursive(s: &mut Suite) -> Check {
 }
 
 /// A 2 MiB mapping: one large page; a 4 KiB piece revoked; memory back after unmap.
-fn big(s: &mut Suite) -> Check {
+fn big(s: &mut Tally) -> Check {
     let b = any(21)?;
     for off in [0u64, 0x5000, 0x6000, 0x1F_F000] {
         poke(b + off, 0xB16_0000 + off);
@@ -433,14 +433,14 @@ fn window_none() -> Check {
     c.begin(lab::cmd::RECV_MAP, &[me.raw(), Acceptor::UNTYPED.raw()])?;
     let mut m = Msg::new(0x11);
     m.push_map(MapItem::map(page(p, Rights::RW), VA))
-        .step("item")?;
+        .ctx("item")?;
     let sent = ipc::send(c.id, &m, Time::Period { us: 1_000_000 });
     let got = c.wait()?;
     let overflow = |code: u64| (code >> 1) & 7 == 4;
     ensure!(
-        overflow(lab::ipc_code(&sent)) && overflow(got[0]),
+        overflow(crate::harness::ipc_code(&sent)) && overflow(got[0]),
         "sender got {:#x}, receiver {:#x} (want message overflow)",
-        lab::ipc_code(&sent),
+        crate::harness::ipc_code(&sent),
         got[0]
     );
     Ok(())
@@ -616,7 +616,7 @@ fn cycles(n: u64) -> Check {
     let c = Child::new()?;
     let item = MapItem::map(page(p, Rights::RW), VA);
     let mut m = Msg::new(0x13);
-    m.push_map(item).step("item")?;
+    m.push_map(item).ctx("item")?;
     c.begin(
         lab::cmd::SINK,
         &[n + 1, Acceptor::new(anywhere_window(), false).raw()],
@@ -628,7 +628,7 @@ fn cycles(n: u64) -> Check {
             Time::Period { us: 1_000_000 },
             Time::Period { us: 1_000_000 },
         )
-        .step("map to the child")?;
+        .ctx("map to the child")?;
         unmap(page(p, Rights::RWX), false)?;
         Ok(())
     };
@@ -658,7 +658,7 @@ fn cycles(n: u64) -> Check {
 }
 
 /// Runs the mapping checks.
-pub fn run(s: &mut Suite) {
+pub fn run(s: &mut Tally) {
     for r in [Rights::R, Rights::RW, Rights::RX, Rights::RWX] {
         let name = match r.bits() {
             4 => "map::rights-r",

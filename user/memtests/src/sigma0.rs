@@ -9,7 +9,7 @@ use abi::fpage::{Fpage, IoFpage, Rights};
 use abi::kip::{MemDesc, MemKind};
 use abi::time::Time;
 
-use crate::harness::{ensure, fail, Check, Step, Suite, Why};
+use crate::harness::{ensure, fail, Check, Context, Tally, Why};
 use crate::lab::{self, any, anywhere, sigma0_request, window, Child};
 
 /// Physical memory descriptors of the KIP (later ones override earlier ones).
@@ -91,7 +91,7 @@ fn top_page() -> Result<u64, Why> {
         .filter(|d| d.kind == MemKind::Conventional)
         .map(|d| (d.high + 1) & !0xFFF)
         .max()
-        .step("no conventional memory")?;
+        .ctx("no conventional memory")?;
     Ok(top - 0x1000)
 }
 
@@ -124,7 +124,7 @@ fn kernel_memory() -> Check {
         .filter(|d| d.kind == MemKind::Reserved)
         .map(|d| d.low)
         .next()
-        .step("no reserved memory in the KIP")?;
+        .ctx("no reserved memory in the KIP")?;
     ensure!(
         exact(k & !0xFFF, 12)?.is_none(),
         "σ0 gave kernel memory at {:#x}",
@@ -275,7 +275,7 @@ fn fault_refused() -> Check {
         .filter(|d| d.kind == MemKind::Reserved)
         .map(|d| d.low)
         .next()
-        .step("no reserved memory")?;
+        .ctx("no reserved memory")?;
     TOUCH.store(k & !0xFFF, Ordering::SeqCst);
     TOUCHED.store(0, Ordering::SeqCst);
     let t = lab::fresh_id();
@@ -288,7 +288,7 @@ fn fault_refused() -> Check {
 }
 
 /// Runs the σ0 checks.
-pub fn run(s: &mut Suite) {
+pub fn run(s: &mut Tally) {
     s.report("sigma0::any-page-is-conventional", any_page());
     s.report("sigma0::any-2m-is-aligned", any_large());
     s.report("sigma0::any-too-large-refused", any_too_large());

@@ -53,7 +53,7 @@ use abi::fpage::{Fpage, IoFpage, Rights};
 use abi::kip::{Kip, PROC_DESC_OFFSET};
 use abi::msg::{Acceptor, MapItem, MsgTag, StringItemHeader};
 use abi::thread_id::ThreadId;
-use abi::time::{encode_period, Timeouts};
+use abi::time::{encode_period, Time, Timeouts};
 use l4::println;
 
 use crate::sys::{ipc, rdtsc};
@@ -393,21 +393,17 @@ extern "C" fn relay() -> ! {
 /// Creates the chain's [`CHAIN`] spaces with a relay each, serves their page faults until
 /// every relay is ready; false (with a note) if something failed.
 fn build_chain(base: u32) -> bool {
-    let me = l4::utcb::my_global_id();
     let relay_id = |i: u32| ThreadId::global(base + RELAY_NUMBER + i, 1);
     for i in 1..=CHAIN {
         let r = relay_id(i);
-        let kip_area = Fpage::new(0xBFF0_0000, 12, Rights::NONE);
-        let utcb_area = Fpage::new(0xBF00_0000, 12, Rights::NONE);
-        let ok = l4::thread::create_thread(r, r, me, ThreadId::NIL, None).is_ok()
-            && l4::space::space_control(r, 0, kip_area, utcb_area, ThreadId::NIL).is_ok()
-            && create(r, r, 0xBF00_0000);
-        if !ok {
+        if !create_space(r) {
             println!("TERN-BENCH-NOTE unmap_chain_1000 creating space {} of the chain failed: error {}", i, l4::utcb::error_code());
             return false;
         }
-        let mut m = [MsgTag::new(0, 2, 0).raw(), relay as usize as u64, RELAY_STACK + 4096 - 8, 0, 0, 0, 0, 0];
-        ipc(r.raw(), 0, 0, &mut m);
+        let entry: extern "C" fn() -> ! = relay;
+        // A relay that does not start shows in the count of ready relays below.
+        let (sp, ip) = (RELAY_STACK + 4096 - 8, entry as usize as u64);
+        let _ = l4::thread::start_message(r, sp, ip, Time::Never);
     }
     // Page faults (its stack page gets a page of RELAY_STACKS of its own; the rest is our
     // image) and ready messages, from any relay.
@@ -584,12 +580,15 @@ fn measure_irq(base: u32, me: ThreadId) {
     let _ = l4::thread::thread_control(irq, ThreadId::NIL, ThreadId::NIL, irq, None);
 }
 
-/// Sends the X.2 start message (IP, SP) to a new thread waiting for it.
+/// Sends the X.2 start message (IP, SP) to a new thread waiting for it (set-up, not
+/// timed: `l4`'s call through the UTCB serves).
 fn start(thread: ThreadId, entry: extern "C" fn() -> !, stack: usize) {
-    let mut m = [MsgTag::new(0, 2, 0).raw(), entry as usize as u64, stack_top(stack), 0, 0, 0, 0, 0];
-    ipc(thread.raw(), 0, 0, &mut m);
-    if sys::failed(&m) {
-        println!("pingpong: start message to {:#x} failed: {:#x}", thread.raw(), l4::utcb::error_code());
+    let (ip, sp) = (entry as usize as u64, stack_top(stack));
+    if let Err(e) = l4::thread::start_message(thread, sp, ip, Time::Never) {
+        println!(
+            "pingpong: start message to {:#x} failed: {e:?}",
+            thread.raw()
+        );
     }
 }
 
@@ -623,15 +622,16 @@ fn create(dest: ThreadId, space: ThreadId, utcb: u64) -> bool {
     l4::thread::create_thread(dest, space, me, me, Some(utcb)).is_ok()
 }
 
-/// Creates the second space with its first thread `inter` (UTCB area 0xBF000000, 4 KiB:
-/// room for four threads; KIP at 0xBFF00000).
-fn create_space(inter: ThreadId) -> bool {
+/// Creates a space with its first thread `first`, paged by us (UTCB area 0xBF000000,
+/// 4 KiB: room for four threads; KIP at 0xBFF00000): the second space, and each space of
+/// the chain.
+fn create_space(first: ThreadId) -> bool {
     let me = l4::utcb::my_global_id();
     let kip_area = Fpage::new(0xBFF0_0000, 12, Rights::NONE);
     let utcb_area = Fpage::new(0xBF00_0000, 12, Rights::NONE);
-    l4::thread::create_thread(inter, inter, me, ThreadId::NIL, None).is_ok()
-        && l4::space::space_control(inter, 0, kip_area, utcb_area, ThreadId::NIL).is_ok()
-        && create(inter, inter, 0xBF00_0000)
+    l4::thread::create_thread(first, first, me, ThreadId::NIL, None).is_ok()
+        && l4::space::space_control(first, 0, kip_area, utcb_area, ThreadId::NIL).is_ok()
+        && create(first, first, 0xBF00_0000)
 }
 
 /// The syscall-floor mode: only `syscall_floor` can be measured.

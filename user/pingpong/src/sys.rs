@@ -8,6 +8,17 @@
 //! their state in memory (on the stack) because a system call may clobber any register the
 //! binding declares clobbered; RBX and RBP are saved around them by hand (LLVM reserves
 //! RBX, and the binding lets the stub clobber RBP).
+//!
+//! Why these calls are not `l4`'s: what runs between two TSC reads is the measurement, so
+//! it must stay the same instructions. `l4::syscall::ipc` and `l4::syscall::unmap` load
+//! MR1..MR7 (Unmap: MR0..MR7) from the UTCB before the call and store all eight back
+//! after it, as Pistachio's binding does; [`ipc`] here keeps the MRs in registers (an
+//! array on the stack) and [`unmap1`] passes one fpage in R9 and stores nothing, so the
+//! measured sinks, pagers and handlers (`map_unmap_4k`, `string_ipc_*`, `pagefault_rt`,
+//! `unmap_chain_1000`, `irq_rt`) cost what the kernel costs. The timed loops, RDTSC and
+//! port I/O have no counterpart in `l4`. Thread and space creation and the start message,
+//! which no measurement includes, use `l4`; the other set-up messages share the message
+//! arrays of the measured ones and so go through [`ipc`] too.
 
 use abi::msg::MsgTag;
 use abi::syscall::UnmapControl;

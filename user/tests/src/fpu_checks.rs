@@ -10,7 +10,7 @@
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use crate::harness::{ensure, fail, wait_until, Board, Check, Suite};
+use crate::harness::{ensure, fail, wait_until, Board, Check, Tally};
 use crate::workers::{Worker, MAIN_PRIO};
 
 static B: Board = Board::new();
@@ -35,7 +35,7 @@ const DETAIL: usize = 8;
 static WIDE: AtomicU64 = AtomicU64::new(0);
 
 /// Runs the checks.
-pub fn run(s: &mut Suite) {
+pub fn run(s: &mut Tally) {
     s.run("fpu::xmm-isolation", || isolation(false));
     s.run("fpu::ymm-isolation", ymm);
 }
@@ -203,7 +203,7 @@ fn w_vector(k: usize) {
 }
 
 fn isolation(wide: bool) -> Check {
-    B.reset();
+    B.clear();
     WIDE.store(wide as u64, Ordering::Release);
     let a = Worker::spawn(w_vector, 0, Some(MAIN_PRIO))?;
     let b = Worker::spawn(w_vector, 1, Some(MAIN_PRIO))?;

@@ -11,7 +11,7 @@ use abi::time::Time;
 use l4::ipc::{self, ms, IpcFailure, Msg};
 
 use crate::harness::{
-    ensure, fail, ipc_code, now, wait_until, yield_for, Board, Check, Context, Suite,
+    ensure, fail, ipc_code, now, wait_until, yield_for, Board, Check, Context, Tally,
 };
 use crate::workers::{fresh_id, main_local, me, Worker};
 
@@ -28,7 +28,7 @@ const WORDS: usize = 4; // WORDS.. : received words (up to 8)
 const LONG: Time = ms(2000);
 
 /// Runs the checks.
-pub fn run(s: &mut Suite) {
+pub fn run(s: &mut Tally) {
     s.run("ipc::send-receive", send_receive);
     s.run("ipc::send-to-local-id", send_to_local_id);
     s.run("ipc::from-is-local-id-in-same-space", from_is_local);
@@ -80,7 +80,7 @@ fn w_receive_from_main(_: usize) {
 }
 
 fn send_receive() -> Check {
-    B.reset();
+    B.clear();
     let w = Worker::spawn(w_receive_from_main, 0, None)?;
     let msg = Msg::with_words(0x1234, &[0xAAAA, 0xBBBB, 0xCCCC]).ctx("message")?;
     ipc::send(w.id(), &msg, LONG).ctx("send")?;
@@ -101,7 +101,7 @@ fn send_receive() -> Check {
 }
 
 fn send_to_local_id() -> Check {
-    B.reset();
+    B.clear();
     let w = Worker::spawn(w_receive_from_main, 0, None)?;
     let msg = Msg::with_words(7, &[42]).ctx("message")?;
     ipc::send(w.local(), &msg, LONG).ctx("send to the local id")?;
@@ -116,7 +116,7 @@ fn send_to_local_id() -> Check {
 }
 
 fn from_is_local() -> Check {
-    B.reset();
+    B.clear();
     let w = Worker::spawn(w_receive_from_main, 0, None)?;
     ipc::send(w.id(), &Msg::new(1), LONG).ctx("send")?;
     received(&w)?;
@@ -144,7 +144,7 @@ fn w_echo_once(_: usize) {
 }
 
 fn call_reply() -> Check {
-    B.reset();
+    B.clear();
     let w = Worker::spawn(w_echo_once, 0, None)?;
     let msg = Msg::with_words(0x40, &[1, 2]).ctx("message")?;
     let answer = ipc::call(w.id(), &msg, LONG, LONG).ctx("call")?;
@@ -163,7 +163,7 @@ fn call_reply() -> Check {
 }
 
 fn call_many_words() -> Check {
-    B.reset();
+    B.clear();
     let w = Worker::spawn(w_echo_once, 0, None)?;
     let words: [u64; 63] = core::array::from_fn(|i| 0x1000 + (i as u64) * 0x101);
     let msg = Msg::with_words(5, &words).ctx("message")?;
@@ -197,7 +197,7 @@ fn w_server(_: usize) {
 }
 
 fn reply_wait_server() -> Check {
-    B.reset();
+    B.clear();
     let w = Worker::spawn(w_server, 0, None)?;
     for v in [3u64, 5, 7] {
         let msg = Msg::with_words(0, &[v]).ctx("message")?;
@@ -224,7 +224,7 @@ fn w_send_to_main(_: usize) {
 }
 
 fn receive_any_local() -> Check {
-    B.reset();
+    B.clear();
     let w = Worker::spawn(w_send_to_main, 0, None)?;
     let rx = ipc::receive(ThreadId::ANY_LOCAL, LONG).ctx("receive from anylocalthread")?;
     ensure!(
@@ -243,7 +243,7 @@ fn receive_any_local() -> Check {
 }
 
 fn lipc_call() -> Check {
-    B.reset();
+    B.clear();
     let w = Worker::spawn(w_echo_once, 0, None)?;
     let msg = Msg::with_words(0x10, &[9]).ctx("message")?;
     msg.load();
@@ -272,7 +272,7 @@ fn lipc_call() -> Check {
 }
 
 fn send_keeps_mrs() -> Check {
-    B.reset();
+    B.clear();
     let w = Worker::spawn(w_receive_from_main, 0, None)?;
     let words = [0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77];
     let msg = Msg::with_words(3, &words).ctx("message")?;
@@ -416,7 +416,7 @@ fn w_receive_forever(_: usize) {
 }
 
 fn abort_receive() -> Check {
-    B.reset();
+    B.clear();
     let w = Worker::spawn(w_receive_forever, 0, None)?;
     // The worker has the main thread's priority: yielding lets it run into its receive.
     yield_for(20_000);
@@ -445,7 +445,7 @@ fn abort_receive() -> Check {
 }
 
 fn abort_send() -> Check {
-    B.reset();
+    B.clear();
     // Sends to the main thread, which does not receive (2 s timeout).
     let w = Worker::spawn(w_send_to_main, 0, None)?;
     yield_for(20_000);
@@ -486,7 +486,7 @@ fn w_receive_raw_tag(_: usize) {
 }
 
 fn flags_cleared() -> Check {
-    B.reset();
+    B.clear();
     let w = Worker::spawn(w_receive_raw_tag, 0, None)?;
     // Flags r, x and e set by the sender; X.2: the kernel clears them on delivery.
     let msg = Msg::with_words(0x55, &[1])

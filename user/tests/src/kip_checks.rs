@@ -4,10 +4,10 @@
 use abi::kip::{self, MemDesc, MemKind, ProcessorInfo, ThreadInfo};
 use abi::thread_id::THREAD_NO_BITS;
 
-use crate::harness::{ensure, fail, now, Check, Suite};
+use crate::harness::{ensure, fail, now, Check, Tally};
 
 /// Runs the checks.
-pub fn run(s: &mut Suite) {
+pub fn run(s: &mut Tally) {
     s.run("kip::kernel-interface-returns-kip", kernel_interface);
     s.run("kip::magic", magic);
     s.run("kip::api-version", api_version);

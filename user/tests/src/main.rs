@@ -61,7 +61,7 @@ fn main() {
             e
         );
     }
-    let mut s = harness::Suite::new();
+    let mut s = harness::Tally::new("tests");
     kip_checks::run(&mut s);
     thread_checks::run(&mut s);
     ipc_checks::run(&mut s);

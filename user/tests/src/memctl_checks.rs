@@ -14,10 +14,10 @@ use abi::fpage::{Fpage, IoFpage, Rights};
 use abi::syscall::{MemoryAttribute, MemoryControlWord};
 use l4::space;
 
-use crate::harness::{ensure, expect_sys, fail, Check, Suite};
+use crate::harness::{ensure, expect_sys, fail, Check, Tally};
 
 /// Runs the checks.
-pub fn run(s: &mut Suite) {
+pub fn run(s: &mut Tally) {
     s.run("memctl::attributes-applied-memory-works", applied);
     s.run("memctl::several-fpages-four-attributes", four_attributes);
     s.run("memctl::bad-attribute-refused", bad_attribute);
@@ -108,7 +108,7 @@ fn four_attributes() -> Check {
     );
     let mem = exercise(0x77);
     restore();
-    r.map_err(|e| crate::harness::Text::from_args(format_args!("MemoryControl: {:?}", e)))?;
+    r.map_err(|e| crate::harness::Why::new(format_args!("MemoryControl: {:?}", e)))?;
     mem
 }
 

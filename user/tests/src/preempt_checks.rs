@@ -15,7 +15,7 @@ use l4::ipc::{self, ms};
 use l4::thread::Sched;
 use l4::utcb;
 
-use crate::harness::{ensure, fail, now, spin_for, wait_until, Board, Check, Context, Suite, Text};
+use crate::harness::{ensure, fail, now, spin_for, wait_until, Board, Check, Context, Tally, Why};
 use crate::workers::Worker;
 
 static B: Board = Board::new();
@@ -86,7 +86,7 @@ fn w_low(mode: usize) {
 
 /// What one scenario saw.
 struct Seen {
-    setup: Result<(), Text>,
+    setup: Result<(), Why>,
     /// µs between the end of H's sleep and H running (None: H never ran).
     h_late: Option<u64>,
     saw_pending: Option<u64>,
@@ -99,7 +99,7 @@ struct Seen {
 }
 
 fn scenario(mode: usize, max_delay_us: u16, sensitive: u8) -> Seen {
-    B.reset();
+    B.clear();
     let setup = run_scenario(mode, max_delay_us, sensitive);
     let wake = B.get(w::H_SLEEP) + 20_000;
     let ran = B.get(w::H_RAN_AT);
@@ -144,7 +144,7 @@ fn run_scenario(mode: usize, max_delay_us: u16, sensitive: u8) -> Check {
 }
 
 /// Runs the checks.
-pub fn run(s: &mut Suite) {
+pub fn run(s: &mut Tally) {
     s.run(
         "sched::preemption-control-sensitive-out-of-range",
         sensitive_range,

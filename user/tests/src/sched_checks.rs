@@ -14,14 +14,14 @@ use l4::thread::{self, Sched};
 
 use crate::harness::{
     ensure, expect_sys, fail, ipc_code, now, spin_for, wait_until, yield_for, Board, Check,
-    Context, Suite,
+    Context, Tally,
 };
 use crate::workers::{deadline_in, fresh_id, me, Worker, MAIN_PRIO};
 
 static B: Board = Board::new();
 
 /// Runs the checks.
-pub fn run(s: &mut Suite) {
+pub fn run(s: &mut Tally) {
     s.run("sched::set-own-priority", set_own_priority);
     s.run("sched::state-running-self", state_self);
     s.run("sched::state-running-ready-thread", state_ready);
@@ -79,7 +79,7 @@ fn w_spin(idx: usize) {
 }
 
 fn state_ready() -> Check {
-    B.reset();
+    B.clear();
     let w = Worker::spawn(w_spin, 0, None)?;
     ensure!(
         wait_until(1_000_000, || B.get(0) > 0),
@@ -118,7 +118,7 @@ fn w_send_forever(_: usize) {
 }
 
 fn state_pending_send() -> Check {
-    B.reset();
+    B.clear();
     let w = Worker::spawn(w_send_forever, 0, None)?;
     yield_for(20_000);
     let st = thread::state_of(w.id()).ctx("Schedule")?;
@@ -197,7 +197,7 @@ fn w_high(_: usize) {
 
 /// What the preemption scenario saw (or why it could not run).
 struct Preemption {
-    setup: Result<(), crate::harness::Text>,
+    setup: Result<(), crate::harness::Why>,
     low_at_wake: u64,
     low_after_spin: u64,
     woke: bool,
@@ -212,7 +212,7 @@ struct Preemption {
 /// Main (100) sleeps 300 ms; meanwhile L (60) spins and H (80) sleeps 50 ms, then must
 /// preempt L at once and keep it off the processor while H spins.
 fn preemption_scenario() -> Preemption {
-    B.reset();
+    B.clear();
     let setup = run_preemption();
     Preemption {
         setup,
@@ -302,7 +302,7 @@ fn w_mark_and_spin(_: usize) {
 
 /// What the ThreadSwitch scenario saw.
 struct Switch {
-    setup: Result<(), crate::harness::Text>,
+    setup: Result<(), crate::harness::Why>,
     ran_before: bool,
     ran_after: bool,
 }
@@ -310,7 +310,7 @@ struct Switch {
 /// A worker at priority 50 is ready but may not run while main (100) only yields; a
 /// ThreadSwitch to it must run it.
 fn switch_scenario() -> Switch {
-    B.reset();
+    B.clear();
     let mut out = Switch {
         setup: Ok(()),
         ran_before: false,
@@ -357,7 +357,7 @@ impl Switch {
 }
 
 fn equal_share() -> Check {
-    B.reset();
+    B.clear();
     let a = Worker::spawn(w_spin, 0, Some(MAIN_PRIO))?;
     let b = Worker::spawn(w_spin, 1, Some(MAIN_PRIO))?;
     yield_for(150_000);

@@ -19,7 +19,7 @@ use l4::ipc::{self, ms, Msg};
 use l4::space;
 use l4::thread::{self, ExRegs, Sched};
 
-use crate::harness::{ensure, expect_sys, fail, now, sys_code, Check, Context, Suite, Text};
+use crate::harness::{ensure, expect_sys, fail, now, sys_code, Check, Context, Tally, Why};
 use crate::workers::{fresh_id, me, Owned};
 
 /// Where the child's KIP and UTCB areas go (the root task's own placement).
@@ -27,7 +27,7 @@ const KIP_AREA: u64 = 0xBFF0_0000;
 const UTCB_AREA: u64 = 0xBF00_0000;
 
 /// Runs the checks.
-pub fn run(s: &mut Suite) {
+pub fn run(s: &mut Tally) {
     s.run("space::control-unknown-space", unknown_space);
     s.run("space::control-stale-id", stale_space);
     s.run("space::utcb-area-too-small", utcb_small);
@@ -68,7 +68,7 @@ pub fn run(s: &mut Suite) {
 
 /// A thread in a new space of its own (created inactive), deleted with its space when
 /// dropped.
-fn new_space() -> Result<Owned, Text> {
+fn new_space() -> Result<Owned, Why> {
     let id = fresh_id();
     thread::create_thread(id, id, me(), ThreadId::NIL, None).ctx("ThreadControl (new space)")?;
     Ok(Owned(id))
@@ -291,7 +291,7 @@ extern "C" fn child_main(pager: usize) -> ! {
 /// What the child scenario saw.
 struct Child {
     /// Why the scenario stopped early, if it did.
-    error: Option<Text>,
+    error: Option<Why>,
     /// The child's first report (its MR1..).
     report: Option<[u64; c::WORDS]>,
     /// Faults on the probe page after the unmap.
@@ -318,7 +318,7 @@ fn serve(
     timeout_us: u64,
     probe_faults: &mut u32,
     bad_from: &mut Option<ThreadId>,
-) -> Result<Msg, Text> {
+) -> Result<Msg, Why> {
     let deadline = now() + timeout_us;
     let (low, high) = image();
     for _ in 0..512 {
@@ -335,7 +335,7 @@ fn serve(
             return Ok(rx.msg);
         }
         if tag.protocol() != label::PAGE_FAULT || tag.untyped() != 2 {
-            return Err(Text::from_args(format_args!(
+            return Err(Why::new(format_args!(
                 "unexpected message from the child: tag {:#x}",
                 tag.raw()
             )));
@@ -343,7 +343,7 @@ fn serve(
         let addr = rx.msg.word(0).unwrap_or(0);
         let ip = rx.msg.word(1).unwrap_or(0);
         if addr < low || addr > high {
-            return Err(Text::from_args(format_args!(
+            return Err(Why::new(format_args!(
                 "child faulted at {:#x} (ip {:#x}) outside the image {:#x}..{:#x}",
                 addr, ip, low, high
             )));
@@ -358,7 +358,7 @@ fn serve(
             .ctx("map item")?;
         ipc::reply(child, &answer).ctx("page-fault reply")?;
     }
-    Err(Text::from_args(format_args!(
+    Err(Why::new(format_args!(
         "no message {:#x} from the child in time",
         until
     )))

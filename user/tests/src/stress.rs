@@ -4,7 +4,7 @@
 use abi::thread_id::ThreadId;
 use l4::thread;
 
-use crate::harness::{ensure, fail, Check, Suite};
+use crate::harness::{ensure, fail, Check, Tally};
 use crate::workers::{bulk_utcb, me, thread_info, BULK_SLOTS};
 
 /// Threads per batch (alive at the same time).
@@ -17,7 +17,7 @@ const NUMBER_BASE: u32 = 20_000;
 const _: () = assert!(BATCH <= BULK_SLOTS);
 
 /// Runs the check.
-pub fn run(s: &mut Suite) {
+pub fn run(s: &mut Tally) {
     s.run("thread::create-delete-10000-no-leak", create_delete_many);
 }
 

@@ -14,7 +14,7 @@ use l4::ipc::{self, Msg};
 use l4::thread::{self, ExRegs};
 
 use crate::harness::{
-    ensure, expect_sys, fail, ipc_code, wait_until, yield_for, Board, Check, Context, Suite, Text,
+    ensure, expect_sys, fail, ipc_code, wait_until, yield_for, Board, Check, Context, Tally, Why,
 };
 use crate::workers::{
     bulk_utcb, fresh_id, me, sigma0, thread_info, Owned, Worker, UTCB_AREA, UTCB_AREA_LOG2,
@@ -23,7 +23,7 @@ use crate::workers::{
 static B: Board = Board::new();
 
 /// Runs the checks.
-pub fn run(s: &mut Suite) {
+pub fn run(s: &mut Tally) {
     s.run("tc::dest-local-id", dest_local);
     s.run("tc::dest-kernel-thread", dest_kernel_thread);
     s.run("tc::delete-self", delete_self);
@@ -256,7 +256,7 @@ fn w_report(_: usize) {
 }
 
 fn start_by_exregs() -> Check {
-    B.reset();
+    B.clear();
     let w = Worker::spawn(w_report, 0, None)?;
     ensure!(w.wait_done(2_000_000), "the worker did not run");
     ensure!(B.get(0) == 1, "the worker did not record");
@@ -264,7 +264,7 @@ fn start_by_exregs() -> Check {
 }
 
 fn start_by_message() -> Check {
-    B.reset();
+    B.clear();
     let w = Worker::create(None)?;
     w.start_by_message(w_report, 0)?;
     ensure!(
@@ -286,7 +286,7 @@ fn w_send_to_board_thread(_: usize) {
 }
 
 fn start_from_pager_only() -> Check {
-    B.reset();
+    B.clear();
     let waiting = Worker::create(None)?;
     B.set(8, waiting.id().raw());
     let sender = Worker::spawn(w_send_to_board_thread, 0, None)?;
@@ -310,7 +310,7 @@ fn start_from_pager_only() -> Check {
 }
 
 fn ids_of_new_thread() -> Check {
-    B.reset();
+    B.clear();
     let w = Worker::spawn(w_report, 0, None)?;
     ensure!(w.wait_done(2_000_000), "the worker did not run");
     let (g, l) = (ThreadId(B.get(1)), ThreadId(B.get(2)));
@@ -326,7 +326,7 @@ fn ids_of_new_thread() -> Check {
 }
 
 fn pager_tcr() -> Check {
-    B.reset();
+    B.clear();
     let w = Worker::spawn(w_report, 0, None)?;
     ensure!(w.wait_done(2_000_000), "the worker did not run");
     ensure!(
@@ -487,7 +487,7 @@ fn exregs_pager() -> Check {
 }
 
 fn exregs_tcrs() -> Check {
-    B.reset();
+    B.clear();
     let w = Worker::create(None)?;
     ExRegs::new()
         .user_handle(0x5151)
@@ -514,7 +514,7 @@ fn w_count(_: usize) {
 }
 
 fn exregs_halt_resume() -> Check {
-    B.reset();
+    B.clear();
     let w = Worker::spawn(w_count, 0, None)?;
     ensure!(
         wait_until(1_000_000, || B.get(0) > 0),
@@ -550,7 +550,7 @@ fn w_mark(arg: usize) {
 }
 
 fn exregs_redirect() -> Check {
-    B.reset();
+    B.clear();
     let w = Worker::spawn(w_count, 0, None)?;
     ensure!(
         wait_until(1_000_000, || B.get(0) > 0),
@@ -586,7 +586,7 @@ fn w_read_fs(_: usize) {
 }
 
 fn exregs_fs_base() -> Check {
-    B.reset();
+    B.clear();
     let w = Worker::create(None)?;
     ExRegs::new()
         .fs_base(FS_PROBE.as_ptr() as u64)
@@ -647,7 +647,7 @@ fn w_syscall(_: usize) {
 fn syscall_emulation() -> Check {
     use abi::fpage::{Fpage, Rights};
     use abi::syscall::exception_mr as mr;
-    B.reset();
+    B.clear();
     let kip = Fpage::new(0xBFF0_0000, 12, Rights::NONE);
     let utcb = Fpage::new(UTCB_AREA, UTCB_AREA_LOG2, Rights::NONE);
     l4::space::space_control(me(), 1, kip, utcb, ThreadId::NIL).ctx("SpaceControl (mark the space)")?;
@@ -669,7 +669,7 @@ fn syscall_emulation() -> Check {
     ensure!(words[mr::VECTOR - 1] == 0x100, "vector {:#x}, expected 0x100", words[mr::VECTOR - 1]);
     ensure!(words[mr::RAX - 1] == 0x1234, "RAX {:#x}, expected 0x1234", words[mr::RAX - 1]);
     words[mr::RAX - 1] = 0x5678;
-    let reply = Msg::with_words(0, &words[..18]).map_err(|_| Text::from_args(format_args!("reply too long")))?;
+    let reply = Msg::with_words(0, &words[..18]).map_err(|_| Why::new(format_args!("reply too long")))?;
     ipc::reply(w.local(), &reply).ctx("reply")?;
     ensure!(wait_until(1_000_000, || B.get(0) != 0), "the thread did not resume");
     ensure!(B.get(0) == 0x5678, "resumed with RAX {:#x}, expected 0x5678", B.get(0));

@@ -20,7 +20,7 @@ use abi::thread_id::ThreadId;
 use abi::time::Time;
 use l4::println;
 
-use crate::harness::{now, wait_until, Context, Text};
+use crate::harness::{now, wait_until, Context, Why};
 
 /// The main thread's priority for the whole suite (set at start).
 pub const MAIN_PRIO: u8 = 100;
@@ -120,22 +120,22 @@ impl Worker {
     /// Creates an active thread waiting for its start message from the main thread. With
     /// `prio`, sets that priority (failing if Schedule fails); otherwise tries to set
     /// [`MAIN_PRIO`] and ignores failure.
-    pub fn create(prio: Option<u8>) -> Result<Self, Text> {
+    pub fn create(prio: Option<u8>) -> Result<Self, Why> {
         let Some(stack) = claim(&STACK_BUSY) else {
-            return Err(Text::from_args(format_args!(
+            return Err(Why::new(format_args!(
                 "no free worker stack (a deleted worker leaked one?)"
             )));
         };
         let Some(s) = claim(&SLOT_BUSY) else {
             STACK_BUSY[stack].store(false, Ordering::Release);
-            return Err(Text::from_args(format_args!("no free UTCB slot")));
+            return Err(Why::new(format_args!("no free UTCB slot")));
         };
         let slot = s + 1;
         let id = fresh_id();
         if let Err(e) = l4::thread::create_thread(id, me(), me(), me(), Some(utcb_location(slot))) {
             STACK_BUSY[stack].store(false, Ordering::Release);
             SLOT_BUSY[s].store(false, Ordering::Release);
-            return Err(Text::from_args(format_args!(
+            return Err(Why::new(format_args!(
                 "ThreadControl (create worker {:?}): {:?}",
                 id, e
             )));
@@ -154,7 +154,7 @@ impl Worker {
     }
 
     /// Creates and starts a worker running `f(arg)`.
-    pub fn spawn(f: fn(usize), arg: usize, prio: Option<u8>) -> Result<Self, Text> {
+    pub fn spawn(f: fn(usize), arg: usize, prio: Option<u8>) -> Result<Self, Why> {
         let w = Self::create(prio)?;
         w.start(f, arg)?;
         Ok(w)
@@ -185,7 +185,7 @@ impl Worker {
     }
 
     /// Starts the worker at `f(arg)` with ExchangeRegisters (`L4_Start_SpIp`).
-    pub fn start(&self, f: fn(usize), arg: usize) -> Result<(), Text> {
+    pub fn start(&self, f: fn(usize), arg: usize) -> Result<(), Why> {
         let (sp, ip) = self.entry(f, arg);
         l4::thread::start(self.id, sp, ip)
             .ctx("ExchangeRegisters (start worker)")
@@ -193,7 +193,7 @@ impl Worker {
     }
 
     /// Starts the worker at `f(arg)` with the X.2 start message from its pager (us).
-    pub fn start_by_message(&self, f: fn(usize), arg: usize) -> Result<(), Text> {
+    pub fn start_by_message(&self, f: fn(usize), arg: usize) -> Result<(), Why> {
         let (sp, ip) = self.entry(f, arg);
         l4::thread::start_message(self.id, sp, ip, Time::Period { us: 1_000_000 })
             .ctx("start message")

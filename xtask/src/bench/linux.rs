@@ -6,7 +6,8 @@
 //!   apt-get download <that package>          (once; kept as target/bench/linux/<package>/boot/vmlinuz-*)
 //!   dpkg-deb --fsys-tarfile <deb> | tar -x ./boot/vmlinuz-*
 //!   cargo build --release -p tern-bench-linux --target x86_64-unknown-linux-gnu
-//!         (RUSTFLAGS=-C target-feature=+crt-static, target dir target/bench/linux-build)
+//!         (RUSTFLAGS=-C target-feature=+crt-static, target dir target/bench/linux-build;
+//!          for `--cache` also linked at fixed addresses in target/bench/linux-build-fixed)
 //!   initramfs.cpio (newc): dev/, dev/console, dev/null, init (mode 0755, the benchmark)
 //! ```
 //!
@@ -45,13 +46,47 @@ pub struct LinuxBoot {
     pub package: String,
 }
 
+/// How the benchmark executable is linked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Link {
+    /// Static PIE (the host default with crt-static): the timing benchmark.
+    Pie,
+    /// Static at fixed addresses (`-C relocation-model=static`), so that its symbols'
+    /// addresses are the addresses it runs at (for `bench --cache`, which needs the
+    /// address of the ping-pong loop).
+    Fixed,
+}
+
+impl Link {
+    fn rustflags(self) -> &'static str {
+        match self {
+            Link::Pie => "-C target-feature=+crt-static",
+            Link::Fixed => "-C target-feature=+crt-static -C relocation-model=static",
+        }
+    }
+
+    /// The cargo target dir and the initramfs name.
+    fn names(self) -> (&'static str, &'static str) {
+        match self {
+            Link::Pie => ("linux-build", "initramfs.cpio"),
+            Link::Fixed => ("linux-build-fixed", "initramfs-fixed.cpio"),
+        }
+    }
+}
+
 /// Fetches the kernel (once), builds the benchmark and writes the initramfs.
 pub fn prepare(ws: &Workspace) -> Result<LinuxBoot> {
+    prepare_linked(ws, Link::Pie).map(|(boot, _)| boot)
+}
+
+/// [`prepare`] with the benchmark linked as `link` says; also returns the benchmark's
+/// executable.
+pub fn prepare_linked(ws: &Workspace, link: Link) -> Result<(LinuxBoot, PathBuf)> {
     let dir = ws.root().join("target").join("bench").join("linux");
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let package = current_kernel_package()?;
     let kernel = fetch_kernel(&dir, &package)?;
-    let init = build_bench(ws)?;
+    let init = build_bench(ws, link)?;
     let init_bytes =
         std::fs::read(&init).with_context(|| format!("cannot read {}", init.display()))?;
     check_static(&init_bytes).with_context(|| format!("{} cannot be /init", init.display()))?;
@@ -63,10 +98,10 @@ pub fn prepare(ws: &Workspace) -> Result<LinuxBoot> {
         NewcEntry { name: "dev/null", mode: 0o020_666, rdev: (1, 3), data: &[] },
         NewcEntry { name: "init", mode: 0o100_755, rdev: (0, 0), data: &init_bytes },
     ])?;
-    let initramfs = dir.join("initramfs.cpio");
+    let initramfs = dir.join(link.names().1);
     std::fs::write(&initramfs, archive)
         .with_context(|| format!("cannot write {}", initramfs.display()))?;
-    Ok(LinuxBoot { kernel, initramfs, package })
+    Ok((LinuxBoot { kernel, initramfs, package }, init))
 }
 
 /// The kernel package `apt-cache depends linux-image-amd64` names (after `apt-get update`
@@ -146,13 +181,13 @@ fn find_vmlinuz(dir: &Path) -> Option<PathBuf> {
 }
 
 /// Builds the static Linux benchmark with the host toolchain; returns the executable.
-fn build_bench(ws: &Workspace) -> Result<PathBuf> {
-    let target_dir = ws.root().join("target").join("bench").join("linux-build");
+fn build_bench(ws: &Workspace, link: Link) -> Result<PathBuf> {
+    let target_dir = ws.root().join("target").join("bench").join(link.names().0);
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     println!("xtask: bench: building {BENCH_PACKAGE} ({HOST_TARGET}, static)");
     let output = Command::new(cargo)
         .current_dir(ws.root())
-        .env("RUSTFLAGS", "-C target-feature=+crt-static")
+        .env("RUSTFLAGS", link.rustflags())
         .args(["build", "--release", "-p", BENCH_PACKAGE, "--target", HOST_TARGET, "--target-dir"])
         .arg(&target_dir)
         .stdin(Stdio::null())

@@ -503,6 +503,20 @@ pub fn goals(m: &BTreeMap<String, f64>) -> Vec<Goal> {
     out
 }
 
+/// The unit of `metric` in the table: bytes, lines and misses (`bench --cache`), else the
+/// run's unit.
+pub fn metric_unit<'u>(metric: &str, unit: &'u str) -> &'u str {
+    if metric.ends_with("_bytes") {
+        "bytes"
+    } else if metric.contains("_lines_") {
+        "lines"
+    } else if metric.ends_with("_misses") || metric.ends_with("_misses_fa") {
+        "misses"
+    } else {
+        unit
+    }
+}
+
 /// The report: the named metrics, the Tern/Linux comparison (when Linux metrics exist),
 /// the goals (icount mode) and the IPC series, as plain text or Markdown.
 pub fn report(m: &BTreeMap<String, f64>, mode: Mode, markdown: bool) -> String {
@@ -521,7 +535,7 @@ pub fn report(m: &BTreeMap<String, f64>, mode: Mode, markdown: bool) -> String {
     listed.extend(LINUX_METRICS);
     for name in listed {
         let Some(v) = m.get(name) else { continue };
-        let u = if name.ends_with("_bytes") { "bytes" } else { unit };
+        let u = metric_unit(name, unit);
         main.push(vec![name.to_owned(), format_value(*v), u.to_owned(), describe(name).to_owned()]);
     }
     out.push_str(&render(&main));
@@ -592,6 +606,15 @@ mod tests {
 
     fn map(items: &[(&str, f64)]) -> BTreeMap<String, f64> {
         items.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect()
+    }
+
+    #[test]
+    fn cache_metrics_have_their_own_units() {
+        assert_eq!(metric_unit("ipc_rt_inter_0_lines_i", "instructions"), "lines");
+        assert_eq!(metric_unit("linux_futex_rt_proc_l1_misses", "instructions"), "misses");
+        assert_eq!(metric_unit("ipc_rt_inter_0_l1_misses_fa", "instructions"), "misses");
+        assert_eq!(metric_unit("kernel_text_bytes", "instructions"), "bytes");
+        assert_eq!(metric_unit("ipc_rt_inter_0", "instructions"), "instructions");
     }
 
     #[test]

@@ -249,11 +249,15 @@ impl<H: Host> RootService<H> {
                     answer(Status::Kernel, &[])
                 }
             }
-            Request::RequestIo(io) => match self.grant_ports_reply(from, io, true) {
-                Ok(()) => Status::Ok,
-                // The client gave up before the reply: nothing to answer.
-                Err(Status::Timeout) => Status::Timeout,
-                Err(s) => answer(s, &[]),
+            Request::RequestIo(io) => match self.registry.check_ports(from, io) {
+                // Refused with the holder's id after the status (docs/drivers.md §4).
+                Err(r) => refused(r),
+                Ok(()) => match self.grant_ports_reply(from, io, true) {
+                    Ok(()) => Status::Ok,
+                    // The client gave up before the reply: nothing to answer.
+                    Err(Status::Timeout) => Status::Timeout,
+                    Err(s) => answer(s, &[]),
+                },
             },
         }
     }

@@ -262,7 +262,9 @@ impl Service {
                 let n = (us.saturating_mul(hz)).div_ceil(1_000_000).max(1);
                 let s = Sleeper {
                     client: from,
-                    wake_tick: self.ticks + n,
+                    // The current tick is partly gone: count n whole ticks after it,
+                    // so that a sleep never ends early.
+                    wake_tick: self.ticks + n + 1,
                 };
                 match self.sleepers.iter_mut().find(|s| s.is_none()) {
                     Some(slot) => *slot = Some(s),
