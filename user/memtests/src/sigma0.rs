@@ -287,6 +287,23 @@ fn fault_refused() -> Check {
     Ok(())
 }
 
+/// A thread of this space whose pager is σ0 touches shared memory (the VGA window): σ0
+/// maps it, as Pistachio's σ0 does (programs linked with Pistachio's library store to
+/// address 0, shared memory, at start).
+fn fault_shared() -> Check {
+    let a = 0xA_0000;
+    ensure!(kind_of(a) == Some(MemKind::Shared), "the KIP calls {:#x} {:?}", a, kind_of(a));
+    TOUCH.store(a, Ordering::SeqCst);
+    TOUCHED.store(0, Ordering::SeqCst);
+    let t = lab::fresh_id();
+    lab::start_local(t, 2, toucher, lab::sigma0(), 0)?;
+    let _ = l4::ipc::sleep(Time::Period { us: 200_000 });
+    let done = TOUCHED.load(Ordering::SeqCst);
+    let _ = l4::thread::delete_thread(t);
+    ensure!(done != 0, "σ0 left the fault on shared memory at {:#x} unresolved", a);
+    Ok(())
+}
+
 /// Runs the σ0 checks.
 pub fn run(s: &mut Tally) {
     s.report("sigma0::any-page-is-conventional", any_page());
@@ -328,4 +345,5 @@ pub fn run(s: &mut Tally) {
         "sigma0::page-fault-on-kernel-memory-refused",
         fault_refused(),
     );
+    s.report("sigma0::page-fault-on-shared-memory-served", fault_shared());
 }

@@ -5,7 +5,7 @@
 //! |---------------------------------|----------------------------------------------------|
 //! | conventional                    | the first client asking (by address, "anywhere", or by faulting on it) |
 //! | dedicated, boot loader, arch    | the first client asking for it by address          |
-//! | shared (device memory)          | any client asking for it by address, any number of times |
+//! | shared (device memory)          | any client asking for it by address or faulting on it, any number of times |
 //! | reserved (the kernel's)         | nobody                                             |
 //! | not described (non-existent)    | nobody                                             |
 //!
@@ -138,8 +138,8 @@ impl Memory {
     }
 
     /// Gives `[base, base + 2^log2)` to `client` if every part of it may be given (see
-    /// the module doc); `only_conventional` restricts unowned parts to conventional
-    /// memory (page faults). Records the new owner of unowned parts.
+    /// the module doc); `only_conventional` restricts unowned, unshared parts to
+    /// conventional memory (page faults). Records the new owner of unowned parts.
     pub fn request(
         &mut self,
         client: ThreadId,
@@ -157,7 +157,8 @@ impl Memory {
         let mut pieces = 0usize;
         let kinds_ok = self.kinds.pieces(base, end, |s, e, kind| match kind {
             None | Some(Kind::Reserved) => false,
-            Some(Kind::Shared) => !only_conventional,
+            // Page faults included, as Pistachio's σ0 serves them.
+            Some(Kind::Shared) => true,
             Some(k) => self.owners.pieces(s, e, |_, _, owner| {
                 pieces += 1;
                 match owner {
