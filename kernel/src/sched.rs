@@ -235,6 +235,7 @@ pub fn reschedule() {
     reschedule_with(true)
 }
 
+#[inline(always)]
 fn reschedule_with(may_defer: bool) {
     requeue_current();
     let next = pick();
@@ -244,6 +245,10 @@ fn reschedule_with(may_defer: bool) {
         Some(n) => {
             // SAFETY: `n` is on a ready list, hence a live TCB.
             let rival = unsafe { (*n).prio };
+            // Only a thread that was given a maximum delay can defer (one field read on
+            // the IPC path for all others).
+            // SAFETY: `cur`, when not null, is the running thread's live TCB.
+            let may_defer = may_defer && !cur.is_null() && unsafe { (*cur).preempt_max_delay_us } != 0;
             if may_defer && defers(rival) {
                 arm_timer();
                 return;
@@ -410,6 +415,7 @@ pub fn donate(from: &mut Tcb, to: &mut Tcb) {
 /// `rival` that would preempt it now (a higher priority, or an equal one at the end of
 /// the timeslice). Grants a deferral (and sets the pending flag) if the thread asked for
 /// one and may have it; answers yes during a granted deferral; no otherwise.
+#[inline(never)]
 fn defers(rival: u8) -> bool {
     let Some(c) = current() else { return false };
     if c.state != State::Ready || c.halted {
