@@ -179,10 +179,7 @@ fn transfer(src: &mut Tcb, dst: &mut Tcb, flags: u8) -> Result<(), Failure> {
     if u + t >= MRS {
         return Err(IpcErrorCode::Overflow.into());
     }
-    for i in 1..=u.min(7) {
-        let v = mr(src, i);
-        set_mr(dst, i, v);
-    }
+    copy_register_words(src, dst, u.min(7));
     if u >= 8 {
         copy_utcb_words(src, dst, 8, u);
     }
@@ -195,6 +192,31 @@ fn transfer(src: &mut Tcb, dst: &mut Tcb, flags: u8) -> Result<(), Failure> {
     }
     set_mr(dst, 0, tag.with_flags(flags).raw());
     Ok(())
+}
+
+/// Copies MR1..=MR`n` (`n` ≤ 7, the words that travel in registers) from `src` to `dst`:
+/// frame to frame for user IPC, word by word when either side uses its kernel buffer.
+/// Registers above MR`n` are left as they are.
+#[inline(always)]
+fn copy_register_words(src: &mut Tcb, dst: &mut Tcb, n: usize) {
+    if src.kernel_ipc || dst.kernel_ipc {
+        for i in 1..=n {
+            let v = mr(src, i);
+            set_mr(dst, i, v);
+        }
+        return;
+    }
+    let s = src.frame();
+    let d = dst.frame();
+    if n >= 7 {
+        (d.rax, d.rbx, d.r10, d.r12, d.r13, d.r14, d.r15) = (s.rax, s.rbx, s.r10, s.r12, s.r13, s.r14, s.r15);
+        return;
+    }
+    let words = [s.rax, s.rbx, s.r10, s.r12, s.r13, s.r14];
+    let slots = [&mut d.rax, &mut d.rbx, &mut d.r10, &mut d.r12, &mut d.r13, &mut d.r14];
+    for (slot, v) in slots.into_iter().zip(words).take(n) {
+        *slot = v;
+    }
 }
 
 /// Copies MR`first`..=MR`last` (all in UTCBs, or kernel buffers) from `src` to `dst`.
@@ -212,7 +234,15 @@ fn copy_utcb_words(src: &mut Tcb, dst: &mut Tcb, first: usize, last: usize) {
     unsafe {
         let s = (src.utcb_kernel as *const abi::utcb::Utcb).cast::<u8>().add(core::mem::offset_of!(abi::utcb::Utcb, mr)) as *const u64;
         let d = (dst.utcb_kernel as *mut abi::utcb::Utcb).cast::<u8>().add(core::mem::offset_of!(abi::utcb::Utcb, mr)) as *mut u64;
-        core::ptr::copy_nonoverlapping(s.add(first), d.add(first), last + 1 - first);
+        let n = last + 1 - first;
+        if n <= 8 {
+            // A few words: copied inline (a call of `memcpy` costs more than the copy).
+            for i in first..=last {
+                d.add(i).write_volatile(s.add(i).read_volatile());
+            }
+        } else {
+            core::ptr::copy_nonoverlapping(s.add(first), d.add(first), n);
+        }
     }
 }
 
@@ -344,7 +374,8 @@ pub fn deliver_kernel_message(receiver: &mut Tcb, tag: u64, from: ThreadId) {
 /// the sender was deleted during the transfer (nothing to report, nothing to touch).
 fn deliver(sender: &mut Tcb, receiver: &mut Tcb) -> Result<(), Option<(IpcErrorCode, u64)>> {
     let mut flags = 0u8;
-    if propagation(sender).is_some() {
+    // (The tag check first: most messages are not propagated.)
+    if !sender.kernel_ipc && MsgTag(mr(sender, 0)).propagated() && propagation(sender).is_some() {
         flags |= 1; // p
     }
     let intended = core::mem::replace(&mut sender.intended, ThreadId::NIL);
@@ -407,8 +438,13 @@ fn swap_side(code: IpcErrorCode) -> IpcErrorCode {
     }
 }
 
+/// The deadline of a relative or absolute timeout; "never" needs no clock reading.
+#[inline]
 fn deadline(raw: u16) -> Deadline {
-    Time::decode(raw).deadline_us(apic::now_us())
+    match Time::decode(raw) {
+        Time::Never => Deadline::Never,
+        t => t.deadline_us(apic::now_us()),
+    }
 }
 
 /// Blocks `t` in `state` until someone completes its IPC or the deadline passes.
@@ -666,8 +702,13 @@ fn finish_send_running(t: &mut Tcb) {
 }
 
 /// Turns a user receive specifier into the form kept while waiting.
+///
+/// A global id is kept as it is, existing or not: the receive phase (and a queued call's
+/// `continue_sender`) checks that it names a thread or a handled interrupt line before
+/// anything else, failing with "non-existing partner" exactly as a failed lookup here
+/// would, so looking it up here too would only repeat that check.
 fn receive_spec(t: &Tcb, from: ThreadId) -> Option<ThreadId> {
-    if from.is_nil() || from.is_any() || from.is_any_local() || crate::irq::handled_by(t, from) {
+    if from.is_nil() || from.is_any() || from.is_any_local() || from.is_global() {
         return Some(from);
     }
     resolve(t, from).map(|p| p.id)

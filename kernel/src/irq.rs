@@ -32,6 +32,28 @@ struct Line {
 
 static LINES: KCell<[Line; MAX_LINES]> = KCell::new([Line { handler: ThreadId::NIL, pending: false, in_service: false }; MAX_LINES]);
 
+/// Bit n set iff line n's `pending` is: a receive from anyone tells with one load that no
+/// interrupt waits for delivery (the common case on the IPC path).
+static PENDING: KCell<u64> = KCell::new(0);
+const _: () = assert!(MAX_LINES <= 64);
+
+/// Sets line `n`'s pending flag, keeping [`PENDING`] in step.
+fn set_pending(n: usize, on: bool) {
+    LINES.get_mut()[n].pending = on;
+    let m = PENDING.get_mut();
+    if on {
+        *m |= 1 << n;
+    } else {
+        *m &= !(1 << n);
+    }
+}
+
+/// Resets line `n` to `handler` (NIL: detached), nothing pending or in service.
+fn reset(n: usize, handler: ThreadId) {
+    LINES.get_mut()[n] = Line { handler, pending: false, in_service: false };
+    set_pending(n, false);
+}
+
 /// The line number of an interrupt thread id, if `id` is one.
 pub fn line_of(id: ThreadId) -> Option<usize> {
     let n = id.number() as usize;
@@ -42,9 +64,8 @@ pub fn line_of(id: ThreadId) -> Option<usize> {
 /// `pager` is the interrupt thread itself. Errors: invalid thread (2).
 pub fn attach(irq: ThreadId, pager: ThreadId) -> Result<(), abi::error::SysError> {
     let n = line_of(irq).ok_or(abi::error::SysError::InvalidThread)?;
-    let lines = LINES.get_mut();
     if pager == irq {
-        lines[n] = Line { handler: ThreadId::NIL, pending: false, in_service: false };
+        reset(n, ThreadId::NIL);
         ioapic::set_masked(n as u32, true);
         return Ok(());
     }
@@ -53,7 +74,7 @@ pub fn attach(irq: ThreadId, pager: ThreadId) -> Result<(), abi::error::SysError
     if n == 2 {
         return Err(abi::error::SysError::InvalidThread);
     }
-    lines[n] = Line { handler: pager, pending: false, in_service: false };
+    reset(n, pager);
     ioapic::set_masked(n as u32, false);
     Ok(())
 }
@@ -71,8 +92,9 @@ pub fn fire(gsi: u32) {
     if level {
         ioapic::set_masked(n as u32, true);
     }
-    l.pending = true;
-    if !l.in_service {
+    let in_service = l.in_service;
+    set_pending(n, true);
+    if !in_service {
         try_deliver(n);
     }
 }
@@ -88,8 +110,8 @@ fn try_deliver(n: usize) -> bool {
     if h.state != State::Receiving || h.halted || !(h.partner.is_any() || h.partner == irq_id(n)) {
         return false;
     }
-    l.pending = false;
     l.in_service = true;
+    set_pending(n, false);
     ipc::deliver_kernel_message(h, MsgTag::interrupt().raw(), irq_id(n));
     true
 }
@@ -97,12 +119,14 @@ fn try_deliver(n: usize) -> bool {
 /// A thread entering a receive: delivers a pending interrupt of a line it handles.
 /// Returns true if it got one.
 pub fn receive_pending(t: &mut Tcb, spec: ThreadId) -> bool {
+    if *PENDING.get() == 0 {
+        return false;
+    }
     for n in 0..MAX_LINES {
         let l = LINES.get()[n];
         if l.pending && !l.in_service && l.handler == t.id && (spec.is_any() || spec == irq_id(n)) {
-            let lm = &mut LINES.get_mut()[n];
-            lm.pending = false;
-            lm.in_service = true;
+            LINES.get_mut()[n].in_service = true;
+            set_pending(n, false);
             ipc::deliver_kernel_message(t, MsgTag::interrupt().raw(), irq_id(n));
             return true;
         }
@@ -136,7 +160,7 @@ pub fn acknowledge(t: &mut Tcb, irq: ThreadId) -> Result<(), (IpcErrorCode, Phas
 pub fn thread_deleted(id: ThreadId) {
     for n in 0..MAX_LINES {
         if LINES.get()[n].handler == id {
-            LINES.get_mut()[n] = Line { handler: ThreadId::NIL, pending: false, in_service: false };
+            reset(n, ThreadId::NIL);
             ioapic::set_masked(n as u32, true);
         }
     }

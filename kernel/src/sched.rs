@@ -253,8 +253,8 @@ fn reschedule_with(may_defer: bool) {
                 arm_timer();
                 return;
             }
-            // SAFETY: as above.
-            switch_to(unsafe { &mut *n })
+            // SAFETY: as above. (The running thread was requeued above.)
+            switch_to_requeued(unsafe { &mut *n })
         }
         None if cur.is_null() => {}
         None => switch_to_idle(),
@@ -265,9 +265,16 @@ fn reschedule_with(may_defer: bool) {
 /// the nearest timeout. Timeouts already due fire first. The timer is reprogrammed only
 /// when the target changes (re-arming on every yield would postpone it forever).
 fn arm_timer() {
-    let now = apic::now_us();
-    if crate::timeout::next_deadline().is_some_and(|d| d <= now) {
+    arm_timer_at(apic::now_us())
+}
+
+/// [`arm_timer`] with the current time already read (by [`activate`]).
+#[inline(always)]
+fn arm_timer_at(now: u64) {
+    let mut next = crate::timeout::next_deadline();
+    if next.is_some_and(|d| d <= now) {
         crate::timeout::expire(now);
+        next = crate::timeout::next_deadline();
     }
     let s = SCHED.get_mut();
     // A thread with timeslice "never" (0) runs until it blocks or is preempted.
@@ -276,7 +283,7 @@ fn arm_timer() {
     if s.defer_until > now && !s.deferring.is_null() && s.deferring as u64 == gdt::current_tcb() {
         slice_end = Some(slice_end.map_or(s.defer_until, |e| e.min(s.defer_until)));
     }
-    let target = match (slice_end, crate::timeout::next_deadline()) {
+    let target = match (slice_end, next) {
         (None, None) => 0,
         (Some(a), None) | (None, Some(a)) => a,
         (Some(a), Some(b)) => a.min(b),
@@ -289,9 +296,10 @@ fn arm_timer() {
 }
 
 /// Loads the processor state for running `to` (address space, kernel stack, segment
-/// bases, lazy FPU) — everything except the register switch itself.
+/// bases, lazy FPU) — everything except the register switch itself. Returns the time
+/// of the dispatch.
 #[inline(always)]
-fn activate(to: &mut Tcb) {
+fn activate(to: &mut Tcb) -> u64 {
     let s = SCHED.get_mut();
     if let Some(from) = current() {
         from.fs_base = arch::user_fs_base();
@@ -306,18 +314,26 @@ fn activate(to: &mut Tcb) {
     gdt::set_kernel_stack(to.stack_top());
     arch::set_user_segment_bases(to.fs_base, to.utcb_user);
     crate::fpu::switch_to(to);
-    s.dispatched_at = apic::now_us();
+    let now = apic::now_us();
+    s.dispatched_at = now;
+    now
 }
 
 fn switch_to(to: &mut Tcb) {
-    let s = SCHED.get_mut();
     requeue_current();
+    switch_to_requeued(to);
+}
+
+/// [`switch_to`] once the running thread, if still runnable, is on its ready list.
+#[inline(always)]
+fn switch_to_requeued(to: &mut Tcb) {
+    let s = SCHED.get_mut();
     let from_sp: *mut u64 = match current() {
         Some(f) => &mut f.kernel_sp,
         None => &mut s.idle_sp,
     };
-    activate(to);
-    arm_timer();
+    let now = activate(to);
+    arm_timer_at(now);
     // SAFETY: `to.kernel_sp` was saved by `switch_stacks` or prepared by
     // `thread::reset_stack`; `from_sp` lives in a TCB or in SCHED, both outliving the switch.
     unsafe { arch::switch_stacks(from_sp, to.kernel_sp) };
@@ -341,8 +357,8 @@ pub fn idle_loop() -> ! {
                 let s = SCHED.get_mut();
                 // SAFETY: `n` is on a ready list, hence a live TCB.
                 let to = unsafe { &mut *n };
-                activate(to);
-                arm_timer();
+                let now = activate(to);
+                arm_timer_at(now);
                 // SAFETY: as in `switch_to`; the idle context resumes here.
                 unsafe { arch::switch_stacks(&mut s.idle_sp, to.kernel_sp) };
             }
@@ -359,7 +375,25 @@ pub fn block(t: &mut Tcb, state: State) {
     t.state = state;
     dequeue(t);
     if gdt::current_tcb() == t as *mut Tcb as u64 {
-        reschedule();
+        if t.state != State::Ready || t.halted {
+            reschedule_blocked();
+        } else {
+            reschedule();
+        }
+    }
+}
+
+/// [`reschedule`] for a running thread that has just left the ready lists and is not
+/// runnable (not `Ready`, or halted): there is nothing to requeue, and such a thread
+/// cannot defer a preemption (`defers` says no), so the best ready thread runs next, or
+/// the idle context.
+#[inline(always)]
+fn reschedule_blocked() {
+    match pick() {
+        // SAFETY: `n` is on a ready list, hence a live TCB; it is not the running thread
+        // (which is off the lists).
+        Some(n) => switch_to_requeued(unsafe { &mut *n }),
+        None => switch_to_idle(),
     }
 }
 

@@ -169,6 +169,7 @@ pub fn count() -> usize {
     *COUNT.get()
 }
 
+#[inline]
 fn slot_used(n: u32) -> bool {
     SLOTS.get()[n as usize / 64] & (1 << (n % 64)) != 0
 }
