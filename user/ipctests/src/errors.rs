@@ -34,6 +34,7 @@ pub fn run(r: &mut Runner) {
     r.check("abort-receive-cancels-receive", abort_receive);
     r.check("abort-send-cancels-send", abort_send);
     r.check("abort-send-in-call-send-phase", abort_call_send);
+    r.check("halted-fast-blocked-caller-aborted-then-resumed", abort_halted_fast_blocked);
     r.check("abort-receive-in-call-receive-phase", abort_call_receive);
     r.check("abort-receive-spares-a-send", abort_receive_spares_send);
     r.check("abort-send-spares-a-receive", abort_send_spares_receive);
@@ -211,6 +212,25 @@ fn abort_call_send() -> Check {
     let w = jobs::local(call_never, 0, main_id(), 0)?;
     abort(&w, false, ExRegs::new().abort_send().abort_receive())?;
     outcome_is(&w, 0, IpcErrorCode::Cancelled, Phase::Send)
+}
+
+/// A caller whose call went through the fast path waits with no kernel continuation.
+/// It is halted, its receive aborted, then resumed: the full path resumes it, and its
+/// IPC ends with "cancelled" (before the fix, halting dropped the mark that it needed
+/// the system-call exit prepared, and it resumed on a stale kernel stack).
+fn abort_halted_fast_blocked() -> Check {
+    jobs::clear_all();
+    let w = jobs::local(call_never, 0, main_id(), 0)?;
+    // A receive without timeout, so that the call can take the fast path.
+    let dog = Watchdog::arm(main_id(), 2_000_000)?;
+    let r = wire::ipc(ThreadId::NIL, w.id(), tmo(Time::Never, Time::Never), MsgTag::NIL);
+    let fired = dog.disarm();
+    ensure!(!fired, "the call never came (watchdog)");
+    expect_ok(r.outcome(), "receiving the call")?;
+    ExRegs::new().halt().apply(w.id()).ctx("ExchangeRegisters (halt)")?;
+    abort(&w, true, ExRegs::new().abort_receive())?;
+    ExRegs::new().resume().apply(w.id()).ctx("ExchangeRegisters (resume)")?;
+    outcome_is(&w, 0, IpcErrorCode::Cancelled, Phase::Receive)
 }
 
 fn abort_call_receive() -> Check {
