@@ -250,8 +250,7 @@ fn copy_utcb_words(src: &mut Tcb, dst: &mut Tcb, first: usize, last: usize) {
 /// each at its own position in the message.
 #[inline(never)]
 fn transfer_typed(src: &mut Tcb, dst: &mut Tcb, words: &[u64], first: usize) -> Result<(), Failure> {
-    transfer_typed_inner(src, dst, words, first)?;
-    let has_strings = abi::msg::TypedItemReader::new(words).flatten().any(|i| matches!(i.item, abi::msg::TypedItem::String(_)));
+    let has_strings = transfer_typed_inner(src, dst, words, first)?;
     if has_strings {
         // A kernel-generated IPC (a page-fault or exception reply, the start message)
         // has no buffers, and its receiver may be in a transfer of its own: no strings.
@@ -311,10 +310,7 @@ fn transfer_strings_locked(src: &mut Tcb, dst: &mut Tcb, words: &[u64], first: u
 fn unlock_transfer(copier: &mut Tcb) {
     // SAFETY: while a transfer is linked, both parties are live (deletion unlinks it).
     let peer = unsafe { &mut *copier.xfer_peer };
-    if peer.state == State::Locked {
-        peer.state = peer.xfer_saved_state;
-        peer.fast_wait = peer.xfer_saved_fast;
-    }
+    restore_locked(peer);
     for t in [&mut *peer, &mut *copier] {
         t.xfer_peer = core::ptr::null_mut();
         t.xfer_copier = false;
@@ -322,13 +318,33 @@ fn unlock_transfer(copier: &mut Tcb) {
     }
 }
 
-fn transfer_typed_inner(src: &mut Tcb, dst: &mut Tcb, words: &[u64], first: usize) -> Result<(), IpcErrorCode> {
+/// The locked party of a transfer gets back the IPC state it had before it.
+fn restore_locked(peer: &mut Tcb) {
+    if peer.state == State::Locked {
+        peer.state = peer.xfer_saved_state;
+        peer.fast_wait = peer.xfer_saved_fast;
+    }
+}
+
+/// The phase `t`'s IPC is in as a party of a transfer.
+pub fn xfer_phase(t: &Tcb) -> Phase {
+    if t.xfer_sender {
+        Phase::Send
+    } else {
+        Phase::Receive
+    }
+}
+
+/// Map, grant and I/O items (strings come after, see `transfer_typed`); returns whether
+/// the message has string items.
+fn transfer_typed_inner(src: &mut Tcb, dst: &mut Tcb, words: &[u64], first: usize) -> Result<bool, IpcErrorCode> {
     let mut pos = 0;
+    let mut strings = false;
     for item in abi::msg::TypedItemReader::new(words) {
         let item = item.map_err(|_| IpcErrorCode::Overflow)?;
         let n = item.consumed();
         match item.item {
-            abi::msg::TypedItem::String(_) => {}
+            abi::msg::TypedItem::String(_) => strings = true,
             abi::msg::TypedItem::Map(m) | abi::msg::TypedItem::Grant(m) if m.fpage.is_io() => {
                 let accepts = dst.kernel_ipc || dst.utcb().is_some_and(|u| abi::msg::Acceptor(u.br(0).unwrap_or(0)).accepts_maps());
                 if !accepts {
@@ -345,7 +361,7 @@ fn transfer_typed_inner(src: &mut Tcb, dst: &mut Tcb, words: &[u64], first: usiz
         }
         pos += n;
     }
-    Ok(())
+    Ok(strings)
 }
 
 /// Propagation (X.2): a sender may send on behalf of a virtual sender (tag flag p and
@@ -735,12 +751,17 @@ pub fn kernel_receive(t: &mut Tcb, from: ThreadId) -> u64 {
 
 /// A waiting thread's timeout expired.
 pub fn timeout_expired(t: &mut Tcb) {
+    end_wait(t, IpcErrorCode::Timeout, true, true);
+}
+
+/// Ends `t`'s blocked send (if `send`) or receive (if `receive`) with `code`.
+fn end_wait(t: &mut Tcb, code: IpcErrorCode, send: bool, receive: bool) {
     match t.state {
-        State::Sending => {
+        State::Sending if send => {
             unqueue_sender(t);
-            fail(t, IpcErrorCode::Timeout, Phase::Send);
+            fail(t, code, Phase::Send);
         }
-        State::Receiving => fail(t, IpcErrorCode::Timeout, Phase::Receive),
+        State::Receiving if receive => fail(t, code, Phase::Receive),
         _ => {}
     }
 }
@@ -761,28 +782,13 @@ pub fn abort(t: &mut Tcb, send: bool, receive: bool) {
         }
         return;
     }
-    match t.state {
-        State::Sending if send => {
-            unqueue_sender(t);
-            fail(t, IpcErrorCode::Cancelled, Phase::Send);
-        }
-        State::Receiving if receive => fail(t, IpcErrorCode::Cancelled, Phase::Receive),
-        _ => {}
-    }
+    end_wait(t, IpcErrorCode::Cancelled, send, receive);
 }
 
 /// Ends a kernel-generated IPC (a page fault inside a transfer) that `t` waits in.
 fn cancel_fault_ipc(t: &mut Tcb) {
-    if !t.kernel_ipc {
-        return;
-    }
-    match t.state {
-        State::Sending => {
-            unqueue_sender(t);
-            fail(t, IpcErrorCode::Cancelled, Phase::Send);
-        }
-        State::Receiving => fail(t, IpcErrorCode::Cancelled, Phase::Receive),
-        _ => {}
+    if t.kernel_ipc {
+        end_wait(t, IpcErrorCode::Cancelled, true, true);
     }
 }
 
@@ -808,13 +814,11 @@ fn break_transfer(dying: &mut Tcb) {
     // The dying thread copied; the peer waits locked, or is just serving a page fault
     // for it (then `ipc_string::help` ends its IPC when the fault is done).
     peer.xfer_copier = false;
-    peer.xfer_error = IpcErrorCode::NotExist as u8;
     if peer.state == State::Locked {
-        peer.state = peer.xfer_saved_state;
-        peer.fast_wait = peer.xfer_saved_fast;
-        peer.xfer_error = 0;
-        let phase = if peer.xfer_sender { Phase::Send } else { Phase::Receive };
-        fail(peer, IpcErrorCode::NotExist, phase);
+        restore_locked(peer);
+        fail(peer, IpcErrorCode::NotExist, xfer_phase(peer));
+    } else {
+        peer.xfer_error = IpcErrorCode::NotExist as u8;
     }
 }
 

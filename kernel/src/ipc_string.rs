@@ -188,9 +188,8 @@ pub fn help(t: &mut Tcb) {
     }
     if t.xfer_peer.is_null() {
         // The copier was deleted meanwhile: this thread's IPC ends here.
-        let phase = if t.xfer_sender { abi::error::Phase::Send } else { abi::error::Phase::Receive };
         t.xfer_error = 0;
-        crate::ipc::fail(t, IpcErrorCode::NotExist, phase);
+        crate::ipc::fail(t, IpcErrorCode::NotExist, crate::ipc::xfer_phase(t));
         return;
     }
     let state = t.help_saved_state;

@@ -269,6 +269,19 @@ extern "C" fn toucher(_: usize) -> ! {
     l4::thread::park()
 }
 
+/// A thread of this space whose pager is σ0 reads `addr`; after 200 ms returns what it
+/// read (with bit 0 set), or 0 if the read has not finished (the fault stayed open).
+fn touch_through_sigma0(addr: u64) -> Result<u64, Why> {
+    TOUCH.store(addr, Ordering::SeqCst);
+    TOUCHED.store(0, Ordering::SeqCst);
+    let t = lab::fresh_id();
+    lab::start_local(t, 2, toucher, lab::sigma0(), 0)?;
+    let _ = l4::ipc::sleep(Time::Period { us: 200_000 });
+    let done = TOUCHED.load(Ordering::SeqCst);
+    let _ = l4::thread::delete_thread(t);
+    Ok(done)
+}
+
 /// A thread of this space whose pager is σ0 touches kernel memory: the fault stays open.
 fn fault_refused() -> Check {
     let k = descriptors()
@@ -276,13 +289,7 @@ fn fault_refused() -> Check {
         .map(|d| d.low)
         .next()
         .ctx("no reserved memory")?;
-    TOUCH.store(k & !0xFFF, Ordering::SeqCst);
-    TOUCHED.store(0, Ordering::SeqCst);
-    let t = lab::fresh_id();
-    lab::start_local(t, 2, toucher, lab::sigma0(), 0)?;
-    let _ = l4::ipc::sleep(Time::Period { us: 200_000 });
-    let done = TOUCHED.load(Ordering::SeqCst);
-    let _ = l4::thread::delete_thread(t);
+    let done = touch_through_sigma0(k & !0xFFF)?;
     ensure!(done == 0, "the thread read kernel memory ({:#x})", done);
     Ok(())
 }
@@ -293,13 +300,7 @@ fn fault_refused() -> Check {
 fn fault_shared() -> Check {
     let a = 0xA_0000;
     ensure!(kind_of(a) == Some(MemKind::Shared), "the KIP calls {:#x} {:?}", a, kind_of(a));
-    TOUCH.store(a, Ordering::SeqCst);
-    TOUCHED.store(0, Ordering::SeqCst);
-    let t = lab::fresh_id();
-    lab::start_local(t, 2, toucher, lab::sigma0(), 0)?;
-    let _ = l4::ipc::sleep(Time::Period { us: 200_000 });
-    let done = TOUCHED.load(Ordering::SeqCst);
-    let _ = l4::thread::delete_thread(t);
+    let done = touch_through_sigma0(a)?;
     ensure!(done != 0, "σ0 left the fault on shared memory at {:#x} unresolved", a);
     Ok(())
 }

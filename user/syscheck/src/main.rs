@@ -40,7 +40,7 @@ use drvkit::irq::Line;
 use drvkit::msg::CallError;
 use drvkit::port::Ports;
 use drvkit::root::{self, Kind, RootError};
-use drvkit::wire::{uart as proto, Status, Wait};
+use drvkit::wire::{uart as proto, Status};
 use rtc::Rtc;
 use uart::Uart;
 
@@ -219,34 +219,7 @@ fn echo(u: Uart, sent: &[u8]) -> Check {
     let r = (|| {
         u.control(proto::Control::FlushRx).ctx("flush")?;
         u.write(sent).ctx("write")?;
-        let mut got = 0;
-        let mut buf = [0u8; 256];
-        let end = now() + 3_000_000;
-        while got < sent.len() && now() < end {
-            let n = u.read(&mut buf, Wait::For(200_000)).ctx("read")?;
-            for (i, &b) in buf[..n].iter().enumerate() {
-                ensure!(
-                    got + i < sent.len(),
-                    "{} bytes more than were sent",
-                    got + n - sent.len()
-                );
-                ensure!(
-                    b == sent[got + i],
-                    "byte {} is {:#x}, sent {:#x}",
-                    got + i,
-                    b,
-                    sent[got + i]
-                );
-            }
-            got += n;
-        }
-        ensure!(
-            got == sent.len(),
-            "{} of {} bytes came back",
-            got,
-            sent.len()
-        );
-        Ok(())
+        u.read_back(sent, 3_000_000).ctx("read back")
     })();
     let off = u.control(proto::Control::LoopbackOff).ctx("loopback off");
     r.and(off)

@@ -159,16 +159,19 @@ pub fn translate(root: u64, va: u64) -> Option<Leaf> {
     None
 }
 
-/// The first present leaf that maps an address in `[va, end)`: its first address and
-/// the leaf (physical address of its start). Absent tables are skipped whole, so the
-/// cost grows with the tables present, not with the size of the range.
-pub fn next_leaf(root: u64, mut va: u64, end: u64) -> Option<(u64, Leaf)> {
+/// The first present leaf entry that maps an address in `[va, end)`: the leaf's first
+/// address, a pointer to the entry and the page size. Absent tables are skipped whole, so
+/// the cost grows with the tables present, not with the size of the range.
+fn next_leaf_entry(root: u64, mut va: u64, end: u64) -> Option<(u64, *mut u64, PageSize)> {
     'range: while va < end {
         let mut t = root;
         for lvl in (1..=4).rev() {
             let span = 1u64 << (12 + 9 * (lvl - 1));
-            // SAFETY: `t` is a live table frame reached through present entries.
-            let e = unsafe { *table(t).add(index(va, lvl)) };
+            // SAFETY: `t` is a live table frame reached through present entries; the index
+            // is < 512.
+            let entry = unsafe { table(t).add(index(va, lvl)) };
+            // SAFETY: as above.
+            let e = unsafe { *entry };
             if e & pte::PRESENT == 0 {
                 va = (va & !(span - 1)).checked_add(span)?;
                 continue 'range;
@@ -179,13 +182,21 @@ pub fn next_leaf(root: u64, mut va: u64, end: u64) -> Option<(u64, Leaf)> {
                     2 => PageSize::Size2M,
                     _ => PageSize::Size1G,
                 };
-                let phys = e & pte::ADDR & !(span - 1);
-                return Some((va & !(span - 1), Leaf { phys, size, flags: e & !pte::ADDR }));
+                return Some((va & !(span - 1), entry, size));
             }
             t = e & pte::ADDR;
         }
     }
     None
+}
+
+/// The first present leaf that maps an address in `[va, end)`: its first address and
+/// the leaf (physical address of its start). See [`next_leaf_entry`].
+pub fn next_leaf(root: u64, va: u64, end: u64) -> Option<(u64, Leaf)> {
+    let (at, entry, size) = next_leaf_entry(root, va, end)?;
+    // SAFETY: `entry` points at the present leaf just found.
+    let e = unsafe { *entry };
+    Some((at, Leaf { phys: e & pte::ADDR & !(size.bytes() - 1), size, flags: e & !pte::ADDR }))
 }
 
 /// Removes the leaf mapping `va` and returns it (with its accessed/dirty bits).
@@ -290,43 +301,20 @@ pub fn set_cache_range(root: u64, start: u64, end: u64, pat_index: u8) -> usize 
     let current = read_cr3() & pte::ADDR == root;
     let mut changed = 0;
     let mut va = start;
-    'next: while va < end {
-        let mut t = root;
-        for lvl in (1..=4).rev() {
-            let span = 1u64 << (12 + 9 * (lvl - 1));
-            // SAFETY: `t` is a live table frame reached through present entries (from the
-            // space's PML4); the index is < 512.
-            let entry = unsafe { table(t).add(index(va, lvl)) };
-            // SAFETY: as above.
-            let e = unsafe { *entry };
-            let skip = (va & !(span - 1)) + span;
-            if e & pte::PRESENT == 0 {
-                va = skip;
-                continue 'next;
+    while let Some((at, entry, size)) = next_leaf_entry(root, va, end) {
+        // SAFETY: `entry` points at a present user leaf of the space (just found).
+        let e = unsafe { *entry };
+        let new = (e & !cache_mask(size)) | cache_bits(pat_index, size);
+        if new != e {
+            // SAFETY: rewriting the caching bits of that leaf; frame and rights stay, so
+            // no mapping changes.
+            unsafe { *entry = new };
+            if current {
+                invlpg(at);
             }
-            let size = match lvl {
-                1 => Some(PageSize::Size4K),
-                2 if e & pte::HUGE != 0 => Some(PageSize::Size2M),
-                3 if e & pte::HUGE != 0 => Some(PageSize::Size1G),
-                _ => None,
-            };
-            if let Some(size) = size {
-                let new = (e & !cache_mask(size)) | cache_bits(pat_index, size);
-                if new != e {
-                    // SAFETY: rewriting the caching bits of a present user leaf of the
-                    // space; frame and rights stay, so no mapping changes.
-                    unsafe { *entry = new };
-                    if current {
-                        invlpg(va & !(span - 1));
-                    }
-                    changed += 1;
-                }
-                va = skip;
-                continue 'next;
-            }
-            t = e & pte::ADDR;
+            changed += 1;
         }
-        break;
+        va = at + size.bytes();
     }
     changed
 }

@@ -79,6 +79,30 @@ impl Uart {
         Ok(())
     }
 
+    /// Reads until `sent.len()` bytes came back, for at most `within_us` (each read waits
+    /// at most 200 ms), and compares them with `sent`: the check of a loopback test.
+    pub fn read_back(self, sent: &[u8], within_us: u64) -> Result<(), ReadBack> {
+        let mut got = 0;
+        let mut buf = [0u8; 256];
+        let end = l4::syscall::system_clock().saturating_add(within_us);
+        while got < sent.len() && l4::syscall::system_clock() < end {
+            let n = self.read(&mut buf, Wait::For(200_000)).map_err(ReadBack::Call)?;
+            for (i, &b) in buf[..n].iter().enumerate() {
+                let at = got + i;
+                let Some(&want) = sent.get(at) else { return Err(ReadBack::Extra(got + n - sent.len())) };
+                if b != want {
+                    return Err(ReadBack::Differs { at, got: b, sent: want });
+                }
+            }
+            got += n;
+        }
+        if got == sent.len() {
+            Ok(())
+        } else {
+            Err(ReadBack::Short { got, sent: sent.len() })
+        }
+    }
+
     /// Reads up to `buf.len()` bytes (at most [`MAX_BYTES`]), waiting as `wait` says for
     /// the first; returns how many came (0 if the wait ended first).
     pub fn read(self, buf: &mut [u8], wait: Wait) -> Result<usize, CallError> {
@@ -151,6 +175,30 @@ impl fmt::Write for Writer {
                 self.error.get_or_insert(e);
                 Err(fmt::Error)
             }
+        }
+    }
+}
+
+/// Why [`Uart::read_back`] failed.
+#[derive(Debug)]
+pub enum ReadBack {
+    /// A read failed.
+    Call(CallError),
+    /// More bytes came than were sent (this many).
+    Extra(usize),
+    /// Byte `at` differs.
+    Differs { at: usize, got: u8, sent: u8 },
+    /// Only `got` of `sent` bytes came back in time.
+    Short { got: usize, sent: usize },
+}
+
+impl fmt::Display for ReadBack {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReadBack::Call(e) => write!(f, "read: {e}"),
+            ReadBack::Extra(n) => write!(f, "{n} bytes more than were sent"),
+            ReadBack::Differs { at, got, sent } => write!(f, "byte {at} is {got:#x}, sent {sent:#x}"),
+            ReadBack::Short { got, sent } => write!(f, "{got} of {sent} bytes came back"),
         }
     }
 }
