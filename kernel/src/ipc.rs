@@ -323,6 +323,10 @@ fn restore_locked(peer: &mut Tcb) {
     if peer.state == State::Locked {
         peer.state = peer.xfer_saved_state;
         peer.fast_wait = peer.xfer_saved_fast;
+        if peer.halted {
+            // Halted meanwhile: no fast-path mark (as `ExchangeRegisters` halt does).
+            thread::clear_fast_mark(peer);
+        }
     }
 }
 
@@ -612,7 +616,8 @@ fn continue_sender(s: &mut Tcb, receiver: &mut Tcb) {
     s.state = State::Receiving;
     match dl {
         Deadline::At(at) => timeout::add(s, at),
-        _ if !s.kernel_ipc => s.fast_wait = thread::FAST_WAIT_BLOCKED_SLOW,
+        // (Not while halted: the fast path must not complete a halted thread's receive.)
+        _ if !s.kernel_ipc && !s.halted => s.fast_wait = thread::FAST_WAIT_BLOCKED_SLOW,
         _ => {}
     }
 }

@@ -178,13 +178,8 @@ fn exchange_registers(t: &mut Tcb) {
     if c.apply_halt() {
         if c.halt() {
             d.halted = true;
-            // The fast path must not complete a halted thread's receive. One the fast path
-            // blocked has no kernel continuation: it gets the system-call exit first, as
-            // whatever resumes it now goes through the full path.
-            if d.fast_wait == crate::thread::FAST_WAIT_BLOCKED_FAST {
-                crate::thread::prepare_syscall_return(d);
-            }
-            d.fast_wait = 0;
+            // The fast path must not complete a halted thread's receive.
+            crate::thread::clear_fast_mark(d);
             sched::dequeue(d);
         } else if d.halted {
             d.halted = false;

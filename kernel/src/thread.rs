@@ -361,6 +361,16 @@ pub fn prepare_syscall_return(t: &mut Tcb) {
     t.kernel_sp = ret - 8 * crate::arch::SWITCH_SAVED_WORDS as u64;
 }
 
+/// Takes away `t`'s fast-path mark (so that the fast path cannot complete its receive,
+/// e.g. while it is halted). A thread the fast path blocked has no kernel continuation:
+/// it gets the system-call exit first, as whatever resumes it now is the full path.
+pub fn clear_fast_mark(t: &mut Tcb) {
+    if t.fast_wait == FAST_WAIT_BLOCKED_FAST {
+        prepare_syscall_return(t);
+    }
+    t.fast_wait = 0;
+}
+
 /// Prepares the kernel stack of a thread blocked by the fast path so that it first runs
 /// `ipc_string::help_entry` (to serve a partner's page-fault request) and then leaves
 /// through the system-call exit path.
